@@ -1,0 +1,16 @@
+"""nde-lab: neural differential equations and generative models, from a recipe to an xarray run."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "list_runs", "open_run"]
+
+
+def __getattr__(name: str):
+    # Lazy: `import nde_lab` stays cheap (no torch/lightning import) until a run is opened.
+    if name in {"open_run", "list_runs"}:
+        from nde_lab.store import reader
+
+        return getattr(reader, name)
+    raise AttributeError(f"module 'nde_lab' has no attribute {name!r}")

@@ -1,0 +1,142 @@
+"""`nde-lab`: the LightningCLI of the lab; every fit, validate, test or predict lands as a run in the store."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LightningCLI
+
+from nde_lab.errors import NdeLabError
+from nde_lab.store.restore import LAST_CHECKPOINT
+from nde_lab.store.writer import RunWriter
+from nde_lab.train.base import LabTask
+from nde_lab.train.metrics import MetricsRecorder
+
+__all__ = ["LabCLI", "main"]
+
+#: Exit status of a run that started and failed (a bad recipe or bad data exits 2, before any run).
+EXIT_RUN_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class _MarkFailedOnException(L.Callback):
+    """Marks the run failed, with the exception as reason, when training raises (or is interrupted)."""
+
+    def __init__(self, cli: LabCLI) -> None:
+        self.cli = cli
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.cli.fail_run(exception)
+
+
+class LabCLI(LightningCLI):
+    """LightningCLI with the run store: `--store` (or $NDE_LAB_STORE, default ./store),
+    `--experiment` (default: the recipe's file name) and `--run_name` (default: a sortable id)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.run_writer: RunWriter | None = None
+        self.metrics_recorder = MetricsRecorder()
+        kwargs.setdefault("model_class", LabTask)
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("datamodule_class", L.LightningDataModule)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("save_config_callback", None)
+        kwargs.setdefault("auto_configure_optimizers", False)
+        kwargs.setdefault("trainer_defaults", {"logger": False, "enable_checkpointing": False})
+        kwargs.setdefault("parser_kwargs", {"default_env": False})
+        LabCLI.active = self
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument("--store", type=str | None, default=None, help="run store root (default: $NDE_LAB_STORE or ./store)")
+        parser.add_argument("--experiment", type=str | None, default=None, help="experiment name (default: the recipe's file name)")
+        parser.add_argument("--run_name", type=str | None, default=None, help="run id (default: UTC timestamp + random suffix)")
+
+    # ---- the run's life ----------------------------------------------------------------------------
+    def _experiment_name(self, config: Any) -> str:
+        if config.get("experiment"):
+            return str(config["experiment"])
+        recipes = config.get("config") or []
+        if recipes:
+            return Path(str(recipes[-1])).stem
+        return type(self.model).__name__ if getattr(self, "model", None) is not None else "default"
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        self.run_writer = RunWriter(config.get("store"), self._experiment_name(config), config.get("run_name"))
+        kwargs.setdefault("default_root_dir", str(self.run_writer.work_dir))
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.callbacks.extend([self.metrics_recorder, _MarkFailedOnException(self)])
+        return trainer
+
+    def _begin_run(self) -> None:
+        config = self.config[self.subcommand]
+        recipe = self._parser(self.subcommand).dump(config, skip_none=False, skip_validation=True)
+        seed = config.get("seed_everything")
+        self.run_writer.begin(
+            recipe_yaml=recipe, seed=None if isinstance(seed, bool) else seed,
+            extra={"subcommand": self.subcommand, "model_family": getattr(self.model, "model_family", "unknown")},
+        )
+        print(f"nde-lab: run {self.run_writer.run_id} of experiment {self.run_writer.experiment!r} "
+              f"in {self.run_writer.store}", file=sys.stderr)
+
+    def _complete_run(self) -> None:
+        writer = self.run_writer
+        if writer is None or writer.settled:
+            return
+        try:
+            self.trainer.save_checkpoint(writer.checkpoint_dir / LAST_CHECKPOINT, weights_only=False)
+            self.model.eval()
+            with torch.no_grad():
+                groups = dict(self.model.run_outputs(self.datamodule))
+            if self.metrics_recorder.rows:
+                groups.setdefault("metrics", self.metrics_recorder.dataset())
+            final = writer.complete(groups, {"model_family": self.model.model_family, **self.model.run_attrs()})
+        except BaseException as err:
+            self.fail_run(err)
+            raise
+        print(f"nde-lab: run complete: {final}", file=sys.stderr)
+
+    def fail_run(self, exception: BaseException) -> None:
+        """Mark the current run failed with the exception's message (keeping the metrics so far)."""
+        writer = self.run_writer
+        if writer is None or writer.settled or not writer.work_dir.exists():
+            return
+        reason = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
+        groups = {"metrics": self.metrics_recorder.dataset()} if self.metrics_recorder.rows else {}
+        final = writer.fail(reason, groups, {"model_family": getattr(self.model, "model_family", "unknown")})
+        print(f"nde-lab: run FAILED ({reason}); kept, marked failed: {final}", file=sys.stderr)
+
+    before_fit = before_validate = before_test = before_predict = _begin_run
+    after_fit = after_validate = after_test = after_predict = _complete_run
+
+
+LabCLI.active: LabCLI | None = None
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console entry point; returns the exit status (0 ok, 1 the run failed, 2 bad recipe or data)."""
+    try:
+        LabCLI(args=args)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    except (NdeLabError, ValueError, TypeError, FileNotFoundError, KeyboardInterrupt, RuntimeError) as err:
+        cli = LabCLI.active
+        started = cli is not None and cli.run_writer is not None and cli.run_writer.settled
+        if started:
+            print(f"nde-lab: error: the run failed: {type(err).__name__}: {err}", file=sys.stderr)
+            return EXIT_RUN_FAILED
+        if not isinstance(err, NdeLabError | ValueError | TypeError | FileNotFoundError):
+            traceback.print_exc()
+        print(f"nde-lab: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The one entry point that solves ODEs: `solve_ode`, over torchdiffeq, with validation and statistics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torchdiffeq import odeint, odeint_adjoint
+
+from nde_lab.errors import SolverError
+from nde_lab.solvers.registry import MethodInfo, check_choice
+
+__all__ = [
+    "ODE_METHODS",
+    "ODEMethod",
+    "ODESolution",
+    "ODESolverOptions",
+    "SolverStats",
+    "solve_ode",
+]
+
+ODEMethod = Literal[
+    "euler", "midpoint", "heun2", "heun3", "rk4",
+    "dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun",
+]
+
+#: The methods `solve_ode` accepts, with their declared order and whether they adapt their step.
+ODE_METHODS: dict[str, MethodInfo] = {
+    "euler": MethodInfo(order=1.0, adaptive=False, stages=1),
+    "midpoint": MethodInfo(order=2.0, adaptive=False, stages=2),
+    "heun2": MethodInfo(order=2.0, adaptive=False, stages=2),
+    "heun3": MethodInfo(order=3.0, adaptive=False, stages=3),
+    "rk4": MethodInfo(order=4.0, adaptive=False, stages=4),
+    "dopri5": MethodInfo(order=5.0, adaptive=True, stages=6),
+    "dopri8": MethodInfo(order=8.0, adaptive=True, stages=13),
+    "bosh3": MethodInfo(order=3.0, adaptive=True, stages=3),
+    "fehlberg2": MethodInfo(order=2.0, adaptive=True, stages=3),
+    "adaptive_heun": MethodInfo(order=2.0, adaptive=True, stages=2),
+}
+
+
+@dataclass
+class ODESolverOptions:
+    """How to solve an ODE; every field is a recipe key under `solver:`.
+
+    Args:
+        method: integration method (see `ODE_METHODS`); fixed-step methods need `step_size`.
+        rtol: relative tolerance of adaptive methods.
+        atol: absolute tolerance of adaptive methods.
+        step_size: step of fixed-step methods, in the series' time units.
+        adjoint: back-propagate by the adjoint method (Chen et al. 2018), O(1) memory in time.
+        max_num_steps: step budget; the solve fails with `SolverError` when it is exhausted.
+    """
+
+    method: ODEMethod = "dopri5"
+    rtol: float = 1e-6
+    atol: float = 1e-8
+    step_size: float | None = None
+    adjoint: bool = False
+    max_num_steps: int = 10_000
+
+    def __post_init__(self) -> None:
+        check_choice("solver.method", self.method, ODE_METHODS)
+        info = ODE_METHODS[self.method]
+        if not info.adaptive and self.step_size is None:
+            raise SolverError(
+                f"solver.method={self.method!r} is a fixed-step method and needs solver.step_size; "
+                "set a step (for instance a tenth of the observation spacing) or choose an adaptive "
+                "method such as 'dopri5'."
+            )
+        if self.step_size is not None and not (self.step_size > 0 and math.isfinite(self.step_size)):
+            raise SolverError(f"solver.step_size must be a positive finite number, got {self.step_size!r}.")
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise SolverError(f"solver.{name} must be a positive finite number, got {value!r}.")
+        if self.max_num_steps < 1:
+            raise SolverError(f"solver.max_num_steps must be >= 1, got {self.max_num_steps!r}.")
+
+    @property
+    def info(self) -> MethodInfo:
+        return ODE_METHODS[self.method]
+
+
+@dataclass
+class SolverStats:
+    """Work done by one solve: function evaluations of the forward pass and the steps they imply."""
+
+    method: str
+    nfe: int = 0
+    steps: int = 0
+    status: Literal["success", "failed"] = "success"
+    message: str = ""
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return {"method": self.method, "nfe": self.nfe, "steps": self.steps, "status": self.status}
+
+
+@dataclass
+class ODESolution:
+    """A solved trajectory.
+
+    Attributes:
+        t: output times, shape (T,).
+        y: states at `t`, shape (T, *batch, D) (time first, as torchdiffeq returns it).
+        stats: function evaluations, steps and status of the forward solve.
+    """
+
+    t: Tensor
+    y: Tensor
+    stats: SolverStats = field(default_factory=lambda: SolverStats(method="?"))
+
+
+class _BudgetExhausted(Exception):
+    pass
+
+
+class _CountingField(nn.Module):
+    """Wraps a vector field to count evaluations and to enforce the step budget itself.
+
+    torchdiffeq signals an exhausted budget and a step-size underflow with `assert`, which `python -O`
+    strips (an underflow then loops forever); counting here keeps both failures loud under -O too.
+    """
+
+    def __init__(self, vector_field: nn.Module, max_nfe: int) -> None:
+        super().__init__()
+        self.vector_field = vector_field
+        self.max_nfe = max_nfe
+        self.nfe = 0
+        self._last_t: Tensor | None = None
+
+    @property
+    def last_t(self) -> float:
+        """The time of the last evaluation (converted only when asked: a GPU sync per call would cost)."""
+        return float("nan") if self._last_t is None else float(self._last_t)
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        self.nfe += 1
+        self._last_t = t.detach()
+        if self.nfe > self.max_nfe:
+            raise _BudgetExhausted
+        return self.vector_field(t, y)
+
+
+def _hint(options: ODESolverOptions) -> str:
+    if options.info.adaptive:
+        return (
+            "the dynamics may be stiff or blowing up: check the vector field's scale and initial "
+            "weights, loosen rtol/atol, raise solver.max_num_steps, or lower the learning rate"
+        )
+    return (
+        "the state left the finite range: reduce solver.step_size, use a higher-order method, "
+        "or lower the learning rate"
+    )
+
+
+def _failure(options: ODESolverOptions, what: str, t_reached: float) -> SolverError:
+    return SolverError(
+        f"ODE solve failed ({what}) with method={options.method!r} at t={t_reached:.6g} "
+        f"(rtol={options.rtol:g}, atol={options.atol:g}, step_size={options.step_size}, "
+        f"max_num_steps={options.max_num_steps}); hint: {_hint(options)}."
+    )
+
+
+def _validate_inputs(y0: Tensor, t: Tensor) -> None:
+    if not isinstance(t, Tensor) or t.ndim != 1 or t.numel() < 2:
+        shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+        raise SolverError(f"t must be a 1-D tensor of at least 2 times, got shape {shape}.")
+    if not (torch.is_floating_point(t) and torch.is_floating_point(y0)):
+        raise SolverError(f"t and y0 must be floating point, got dtypes {t.dtype} and {y0.dtype}.")
+    diffs = t[1:] - t[:-1]
+    if not ((diffs > 0).all() or (diffs < 0).all()):
+        raise SolverError("t must be strictly increasing (or strictly decreasing); got repeated or unordered times.")
+    if not torch.isfinite(y0).all():
+        raise SolverError("the initial state y0 has non-finite entries.")
+
+
+def solve_ode(
+    vector_field: nn.Module,
+    y0: Tensor,
+    t: Tensor,
+    options: ODESolverOptions | None = None,
+    *,
+    throw: bool = True,
+) -> ODESolution:
+    """Solve dy/dt = f(t, y) from y(t[0]) = y0 and return the states at every time of `t`.
+
+    Main arguments:
+        vector_field: module called as f(t, y) with t a scalar tensor and y of shape (*batch, D).
+        y0: initial state, shape (*batch, D); batch dimensions are solved together in one call.
+        t: output times, shape (T,), strictly monotone, t[0] the initial time.
+
+    Other arguments:
+        options: method, tolerances, step, adjoint and step budget (default: dopri5, rtol 1e-6).
+        throw: raise `SolverError` on failure (default); if False, return a solution whose
+            `stats.status` is "failed", with `stats.message` set and `y` filled with NaN.
+
+    Returns:
+        ODESolution with y of shape (T, *batch, D) and the forward solve's statistics.
+    """
+    options = options or ODESolverOptions()
+    _validate_inputs(y0, t)
+    info = options.info
+    max_nfe = options.max_num_steps * info.stages + 2 * info.stages + 2
+    counted = _CountingField(vector_field, max_nfe=max_nfe)
+    torch_options: dict[str, object] = {}
+    if info.adaptive:
+        torch_options["max_num_steps"] = options.max_num_steps
+        if options.step_size is not None:
+            torch_options["first_step"] = options.step_size
+    else:
+        torch_options["step_size"] = options.step_size
+        n_steps = abs(float(t[-1] - t[0])) / options.step_size
+        if n_steps > options.max_num_steps:
+            raise SolverError(
+                f"solver.step_size={options.step_size:g} over [{float(t[0]):g}, {float(t[-1]):g}] needs "
+                f"{math.ceil(n_steps)} steps, more than solver.max_num_steps={options.max_num_steps}; "
+                "raise the budget or the step."
+            )
+    integrate = odeint_adjoint if options.adjoint else odeint
+    kwargs: dict[str, object] = dict(rtol=options.rtol, atol=options.atol, method=options.method, options=torch_options)
+    if options.adjoint:
+        kwargs["adjoint_params"] = tuple(p for p in vector_field.parameters() if p.requires_grad)
+    stats = SolverStats(method=options.method)
+    try:
+        try:
+            y = integrate(counted, y0, t, **kwargs)
+        except _BudgetExhausted:
+            raise _failure(options, "step budget exhausted", counted.last_t) from None
+        except AssertionError as err:
+            text = str(err)
+            what = "step budget exhausted" if "max_num_steps" in text else (
+                "step size underflow" if "underflow" in text else
+                "non-finite state" if "non-finite" in text else f"torchdiffeq check: {text[:120]}"
+            )
+            raise _failure(options, what, counted.last_t) from None
+        finite = torch.isfinite(y).reshape(y.shape[0], -1).all(dim=1)
+        if not bool(finite.all()):
+            first_bad = int((~finite).nonzero()[0, 0])
+            raise _failure(options, "non-finite state", float(t[first_bad]))
+    except SolverError as err:
+        if throw:
+            raise
+        stats.nfe, stats.status, stats.message = counted.nfe, "failed", str(err)
+        nan = torch.full((t.shape[0], *y0.shape), float("nan"), dtype=y0.dtype, device=y0.device)
+        return ODESolution(t=t, y=nan, stats=stats)
+    stats.nfe = counted.nfe
+    stats.steps = _steps_from_nfe(counted.nfe, info, t, options)
+    return ODESolution(t=t, y=y, stats=stats)
+
+
+def _steps_from_nfe(nfe: int, info: MethodInfo, t: Tensor, options: ODESolverOptions) -> int:
+    if not info.adaptive:
+        return math.ceil(abs(float(t[-1] - t[0])) / options.step_size - 1e-9)
+    # torchdiffeq's RK solvers spend 2 evaluations on the initial step selection and, being FSAL,
+    # stages - 1 per attempted step (accepted or rejected).
+    return max(0, round((nfe - 2) / max(1, info.stages - 1)))

@@ -1,0 +1,56 @@
+"""Where runs live: store resolution, name validation, sortable run ids."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nde_lab.errors import StoreError
+
+__all__ = [
+    "CONFIG_FILE", "CHECKPOINT_DIR", "STORE_ENV", "ZARR_NAME",
+    "new_run_id", "resolve_store", "validate_name",
+]
+
+STORE_ENV = "NDE_LAB_STORE"
+ZARR_NAME = "run.zarr"
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+PARTIAL_PREFIX = "."
+PARTIAL_SUFFIX = ".partial"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def validate_name(name: str, what: str) -> str:
+    """Return `name` if it is a safe single path component, else raise `StoreError` naming `what`.
+
+    Allowed: letters, digits, '_', '-', '.', starting with a letter or digit, at most 128 characters;
+    so no path separators, no '..', nothing hidden, nothing that escapes the store.
+    """
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name or name == "latest":
+        raise StoreError(
+            f"{what} {name!r} is not a valid name: use letters, digits, '_', '-' and '.', starting with a "
+            "letter or digit (no '/', no '..', not 'latest'), at most 128 characters."
+        )
+    return name
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A unique, lexically sortable run id: UTC time to the microsecond plus a random suffix."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S_%f}Z-{secrets.token_hex(3)}"
+
+
+def resolve_store(store: str | os.PathLike | None = None) -> Path:
+    """The store root: `store` if given, else $NDE_LAB_STORE, else ./store."""
+    chosen = store if store not in (None, "") else os.environ.get(STORE_ENV) or "store"
+    return Path(chosen).expanduser().resolve()
+
+
+def partial_name(run_id: str) -> str:
+    """The hidden directory name a run is assembled under before it is made visible."""
+    return f"{PARTIAL_PREFIX}{run_id}{PARTIAL_SUFFIX}"

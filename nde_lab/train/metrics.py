@@ -1,0 +1,55 @@
+"""`MetricsRecorder`: keeps every logged metric per epoch so the run stores its training curves."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import numpy as np
+import xarray as xr
+
+__all__ = ["MetricsRecorder"]
+
+
+class MetricsRecorder(L.Callback):
+    """Records `trainer.callback_metrics` at each epoch end (after validation) and at evaluation ends."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+        self._start = time.perf_counter()
+
+    def _record(self, trainer: L.Trainer) -> None:
+        row = {"epoch": float(trainer.current_epoch), "step": float(trainer.global_step),
+               "wall_time": time.perf_counter() - self._start}
+        for name, value in trainer.callback_metrics.items():
+            try:
+                row[name] = float(value)
+            except (TypeError, ValueError):
+                continue
+        self.rows.append(row)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate" and not trainer.sanity_checking:
+            self._record(trainer)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(trainer)
+
+    def dataset(self) -> xr.Dataset:
+        """Metrics along `epoch` (one entry per record); NaN where a metric was not logged."""
+        names = sorted({k for row in self.rows for k in row} - {"epoch"})
+        index = np.arange(len(self.rows))
+        data = {
+            name: ("epoch", np.array([row.get(name, math.nan) for row in self.rows], dtype=np.float64))
+            for name in names
+        }
+        epochs = np.array([row["epoch"] for row in self.rows], dtype=np.int64)
+        ds = xr.Dataset(data, coords={"epoch": ("epoch", epochs if len(set(epochs)) == len(epochs) else index)})
+        if "wall_time" in ds:
+            ds["wall_time"].attrs["units"] = "s"
+        ds.attrs["description"] = "metrics logged by the task, recorded at the end of each epoch"
+        return ds

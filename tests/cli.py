@@ -1,0 +1,29 @@
+"""Run the real `nde-lab` command in a subprocess (shared by the end-to-end tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+
+
+def run_cli(*args: str, store: Path, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`nde-lab <args> --store <store>` with tests/ importable (for user-written fields)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "PYTHONWARNINGS": "ignore"}
+    env.pop("NDE_LAB_STORE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "nde_lab.cli", *args, "--store", str(store)],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd or REPO,
+    )
+
+
+def runs_in(store: Path) -> list[Path]:
+    """Every run directory (visible or partial) under a store."""
+    if not store.exists():
+        return []
+    return sorted(p for exp in store.iterdir() if exp.is_dir() for p in exp.iterdir() if p.is_dir())
