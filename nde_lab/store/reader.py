@@ -23,7 +23,10 @@ __all__ = ["Run", "list_runs", "open_run", "resolve_run_dir"]
 
 
 def _open_tree(zarr_path: Path) -> xr.DataTree:
-    return xr.open_datatree(zarr_path, engine="zarr", consolidated=False, zarr_format=3)
+    # Times are stored as plain numbers with free-text units ("years since 1900"): no CF decoding.
+    return xr.open_datatree(
+        zarr_path, engine="zarr", consolidated=False, zarr_format=3, decode_times=False, decode_timedelta=False
+    )
 
 
 def _root_attrs(zarr_path: Path) -> dict[str, Any]:
@@ -184,7 +187,7 @@ def list_runs(store: str | os.PathLike | None = None) -> pd.DataFrame:
 def _final_loss(zarr_path: Path) -> float:
     """The last finite training loss in `metrics` (train_loss, else loss, else the first *_loss)."""
     try:
-        metrics = xr.open_zarr(zarr_path, group="metrics", consolidated=False, zarr_format=3)
+        metrics = xr.open_zarr(zarr_path, group="metrics", consolidated=False, zarr_format=3, decode_times=False)
     except (FileNotFoundError, KeyError, OSError, ValueError):
         return float("nan")
     with metrics:

@@ -1,0 +1,56 @@
+"""Run every benchmark module and write docs/benchmarks.md (`tox -e bench`, or `python -m benchmarks.run`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+MODULES = ["bench_node", "bench_sde", "bench_prob", "bench_flows"]
+OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.0f}"
+    return str(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", nargs="*", default=None, help="benchmark modules to run (default: all)")
+    args = parser.parse_args()
+    sections = []
+    for name in args.only or MODULES:
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"benchmarks.{name}":
+                raise
+            continue
+        start = time.perf_counter()
+        rows = module.run()
+        elapsed = time.perf_counter() - start
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+        lines = [f"## {name} ({elapsed:.0f} s)", "", f"{(module.__doc__ or '').strip()}", "",
+                 "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_format(row.get(c, "")) for c in columns) + " |" for row in rows]
+        sections.append("\n".join(lines))
+        print("\n".join(lines), flush=True)
+    header = (
+        "# Benchmarks\n\n"
+        f"Written by `tox -e bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, Python {platform.python_version()}.\n"
+        "Times are wall-clock; compare ratios, which transfer between machines better than absolute times.\n"
+    )
+    OUT.write_text(header + "\n" + "\n\n".join(sections) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Pyro probabilistic programs: declarative priors and likelihoods, SVI/NUTS/PSIS, ArviZ-layout posteriors."""
+
+from nde_lab.prob.data import SeriesData, TabularData
+from nde_lab.prob.diagnostics import ess_bulk, psis, rhat
+from nde_lab.prob.distributions import Prior, Truncated, distribution_names, make_distribution
+from nde_lab.prob.likelihoods import LIKELIHOOD_FAMILIES, Likelihood
+from nde_lab.prob.programs import LinearRegressionProgram, ODEProgram, ProbProgram
+
+__all__ = [
+    "LIKELIHOOD_FAMILIES",
+    "Likelihood",
+    "LinearRegressionProgram",
+    "ODEProgram",
+    "Prior",
+    "ProbProgram",
+    "SeriesData",
+    "TabularData",
+    "Truncated",
+    "distribution_names",
+    "ess_bulk",
+    "make_distribution",
+    "psis",
+    "rhat",
+]

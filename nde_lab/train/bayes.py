@@ -1,0 +1,353 @@
+"""Bayesian tasks over a `ProbProgram`: SVI with an autoguide, NUTS, and the fast batched posterior."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pyro
+import torch
+import xarray as xr
+
+from nde_lab.errors import NdeLabError, RecipeError
+from nde_lab.prob.data import SeriesData, TabularData
+from nde_lab.prob.fast import StudentTProposal, init_guide_at, laplace_start
+from nde_lab.prob.inference import GUIDES, GuideName, importance_resample, make_guide, run_nuts, sample_guide, sample_prior
+from nde_lab.prob.posterior import (
+    draws_dataset,
+    flatten_draws,
+    log_likelihood_dataset,
+    observed_dataset,
+    predictive_dataset,
+    sample_stats_dataset,
+    summary_dataset,
+)
+from nde_lab.prob.programs import OBS, ProbProgram
+from nde_lab.train.base import LabTask
+
+if TYPE_CHECKING:
+    import lightning as L
+
+    from nde_lab.store.reader import Run
+
+__all__ = ["BayesTask", "FastPosteriorTask", "NUTSTask", "SVITask"]
+
+DType = Literal["float64", "float32"]
+
+
+@contextlib.contextmanager
+def _dtype(name: str):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, name))
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+class BayesTask(LabTask):
+    """Shared machinery: bind the program to the datamodule's observations, write ArviZ groups, answer
+    `sample` and `predict` from the stored posterior.
+
+    Args:
+        program: the probabilistic program (priors, model, likelihood), class_path + init_args.
+        dtype: precision of every computation ("float64" by default).
+        seed: seed of the sampler / proposal / predictive draws.
+        num_prior_draws: draws stored in `prior` and `prior_predictive` (chain = 1).
+    """
+
+    model_family = "bayes"
+
+    def __init__(self, program: ProbProgram, *, dtype: DType = "float64", seed: int = 0,
+                 num_prior_draws: int = 500) -> None:
+        super().__init__()
+        if not isinstance(program, ProbProgram):
+            raise RecipeError(f"model.program must be a ProbProgram (class_path + init_args), got {type(program).__name__}.")
+        self.program = program
+        self.dtype_name = dtype
+        self.seed = seed
+        self.num_prior_draws = num_prior_draws
+        self._draws: dict[str, torch.Tensor] | None = None
+        self._post_attrs: dict[str, Any] = {}
+        self._stats: dict[str, np.ndarray] | None = None
+
+    # ---- data ---------------------------------------------------------------------------------------
+    def _bind(self, data: SeriesData | TabularData) -> None:
+        with _dtype(self.dtype_name):
+            self.program.bind(dataclasses.replace(data))
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is None or not hasattr(dm, "observations"):
+            raise RecipeError("a Bayesian task needs a data module with `observations` "
+                              "(nde_lab.data.tabular.RuggedGDPDataModule or SeriesObservationsDataModule).")
+        with _dtype(self.dtype_name):  # load in the task's precision (float32 would overflow large data)
+            observations = dm.observations
+        self._bind(observations)
+
+    def _bind_from_run(self, run: Run) -> None:
+        obs = run.tree["observed_data"].to_dataset()
+        if "time" in obs.dims:
+            data = SeriesData(times=obs["time"].values, values=obs[OBS].transpose("time", "state").values,
+                              state_names=[str(s) for s in obs["state"].values], source="observed_data")
+        else:
+            data = TabularData(x=obs["x"].values, y=obs[OBS].values, feature_names=[str(f) for f in obs["feature"].values],
+                               source="observed_data")
+        self._bind(data)
+
+    # ---- outputs ------------------------------------------------------------------------------------
+    def run_outputs(self, datamodule: L.LightningDataModule | None) -> dict[str, xr.Dataset]:
+        if self._draws is None:
+            raise NdeLabError("no posterior was computed (training did not finish); nothing is written as a posterior.")
+        with _dtype(self.dtype_name):
+            prog = self.program
+            post = draws_dataset(prog, self._draws, attrs=self._post_attrs)
+            flat, shape = flatten_draws(post, prog.parameter_names)
+            pyro.set_rng_seed(self.seed + 1)
+            with torch.no_grad():
+                prior_params, prior_y = sample_prior(prog, self.num_prior_draws)
+            prior = draws_dataset(prog, {k: v.unsqueeze(0) for k, v in prior_params.items()})
+            prior_pred = xr.Dataset({OBS: (("chain", "draw", *prog.obs_dims), prior_y.unsqueeze(0).double().numpy())},
+                                    coords={"chain": [0], "draw": np.arange(self.num_prior_draws), **prog.obs_coords()})
+            groups = {
+                "posterior": post,
+                "posterior_predictive": predictive_dataset(prog, flat, shape, seed=self.seed + 2),
+                "log_likelihood": log_likelihood_dataset(prog, flat, shape),
+                "observed_data": observed_dataset(prog),
+                "prior": prior,
+                "prior_predictive": prior_pred,
+                "summary": summary_dataset(post).assign_attrs(self._post_attrs),
+            }
+            if self._stats is not None:
+                groups["sample_stats"] = sample_stats_dataset(self._stats, attrs=self._post_attrs)
+        return groups
+
+    def run_attrs(self) -> dict[str, Any]:
+        return {k: v for k, v in self._post_attrs.items() if isinstance(v, (str, int, float, bool))}
+
+    # ---- queries ------------------------------------------------------------------------------------
+    def _pick(self, run: Run, n: int, seed: int) -> tuple[xr.Dataset, np.ndarray]:
+        post = run.tree["posterior"].to_dataset().stack(sample=("chain", "draw"))
+        total = post.sizes["sample"]
+        if not 1 <= n <= total:
+            raise ValueError(f"n must be between 1 and the {total} stored posterior draws, got {n}.")
+        idx = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+        return post, idx
+
+    def query_sample(self, run: Run, n: int, *, seed: int = 0, **kwargs: Any) -> xr.Dataset:
+        """n posterior draws (without replacement) from the stored posterior: dims ("sample", ...)."""
+        post, idx = self._pick(run, n, seed)
+        out = post.isel(sample=idx).drop_vars(["chain", "draw", "sample"]).transpose("sample", ...)
+        return out.assign_coords(sample=np.arange(n)).assign_attrs(n_draws=n)
+
+    def query_predict(self, run: Run, times: Any = None, *, n: int = 200, seed: int = 0,
+                      quantiles: tuple[float, ...] = (0.05, 0.5, 0.95), **kwargs: Any) -> xr.Dataset:
+        """Posterior-predictive draws at `times` (default: the observed ones) from n stored draws.
+
+        Returns `y` (sample, *obs_dims) with observation noise, `mu` the noise-free prediction, their
+        `mean` with Monte Carlo standard error `mc_se`, and `bands` = quantiles of y along `quantile`.
+        """
+        self._bind_from_run(run)
+        post, idx = self._pick(run, n, seed)
+        with _dtype(self.dtype_name):
+            params = {k: torch.as_tensor(post[k].isel(sample=idx).transpose("sample", ...).values,
+                                         dtype=torch.get_default_dtype()) for k in self.program.parameter_names}
+            x = None if times is None else torch.as_tensor(np.asarray(times, dtype=float))
+            ds = predictive_dataset(self.program, params, (1, n), x=x, seed=seed)
+        ds = ds.isel(chain=0).rename(draw="sample").drop_vars("chain")
+        mean = ds[OBS].mean("sample")
+        return ds.assign(
+            mean=mean,
+            mc_se=ds[OBS].std("sample", ddof=1) / np.sqrt(n),
+            bands=ds[OBS].quantile(list(quantiles), dim="sample"),
+        ).assign_attrs(n_draws=n)
+
+
+class SVITask(BayesTask):
+    """Stochastic variational inference (Pyro) with an autoguide by name, one Adam step per batch.
+
+    Main arguments:
+        program: the probabilistic program.
+        guide: "AutoNormal", "AutoMultivariateNormal", "AutoLowRankMultivariateNormal" or "AutoIAFNormal".
+        elbo: "Trace_ELBO" or "TraceMeanField_ELBO" (analytic KL terms where Pyro has them).
+        num_particles: ELBO particles per step, vectorised: one batched model call (one ODE solve).
+        lr: Adam learning rate.
+
+    Other arguments:
+        num_chains, num_draws: stored variational draws, dims (chain, draw): independent blocks of iid
+            guide draws (see docs/inference.md).
+        laplace_init: start the guide at a batched multi-start MAP and its Laplace covariance.
+        laplace_steps: Adam steps of the batched multi-start MAP search.
+        init_scale: initial guide scale (unconstrained space) when not started at the Laplace fit.
+    """
+
+    model_family = "bayes_svi"
+
+    def __init__(self, program: ProbProgram, *, guide: GuideName = "AutoMultivariateNormal",
+                 elbo: Literal["Trace_ELBO", "TraceMeanField_ELBO"] = "Trace_ELBO", num_particles: int = 16,
+                 lr: float = 0.01, num_chains: int = 4, num_draws: int = 1000, laplace_init: bool = False,
+                 laplace_steps: int = 100, init_scale: float = 0.05, dtype: DType = "float64", seed: int = 0, num_prior_draws: int = 500) -> None:
+        super().__init__(program, dtype=dtype, seed=seed, num_prior_draws=num_prior_draws)
+        if guide not in GUIDES:
+            raise RecipeError(f"model.guide must be one of {list(GUIDES)}, got {guide!r}.")
+        if elbo not in ("Trace_ELBO", "TraceMeanField_ELBO"):
+            raise RecipeError(f"model.elbo must be 'Trace_ELBO' or 'TraceMeanField_ELBO', got {elbo!r}.")
+        if num_particles < 1 or num_chains < 1 or num_draws < 4 or not lr > 0:
+            raise RecipeError("model.num_particles >= 1, num_chains >= 1, num_draws >= 4 and lr > 0 are required; got "
+                              f"{num_particles}, {num_chains}, {num_draws}, {lr}.")
+        self.guide_name, self.elbo_name, self.num_particles, self.lr = guide, elbo, num_particles, lr
+        self.num_chains, self.num_draws = num_chains, num_draws
+        self.laplace_init, self.laplace_steps, self.init_scale = laplace_init, laplace_steps, init_scale
+        self.automatic_optimization = False
+        object.__setattr__(self, "_guide", None)  # not a submodule: checkpoints stay restorable without data
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self._guide is not None:
+            return
+        with _dtype(self.dtype_name):
+            pyro.set_rng_seed(self.seed)
+            pyro.clear_param_store()
+            guide = make_guide(self.guide_name, self.program, init_scale=self.init_scale)
+            if self.laplace_init:
+                start = laplace_start(self.program, steps=self.laplace_steps, seed=self.seed)
+                init_guide_at(guide, start)
+                self._post_attrs["laplace_log_density"] = start.log_density
+            else:
+                guide()
+            object.__setattr__(self, "_guide", guide)
+            cls = getattr(pyro.infer, self.elbo_name)
+            object.__setattr__(self, "_elbo", cls(num_particles=self.num_particles, vectorize_particles=self.num_particles > 1,
+                                                  max_plate_nesting=0))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self._guide.parameters(), lr=self.lr)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        opt = self.optimizers()
+        with _dtype(self.dtype_name):
+            opt.zero_grad()
+            loss = self._elbo.differentiable_loss(self.program.model, self._guide)
+            if not torch.isfinite(loss):
+                raise NdeLabError(
+                    f"SVI loss became non-finite ({float(loss)}) at step {self.global_step} (epoch "
+                    f"{self.current_epoch}); no posterior is written. Lower model.lr, start from "
+                    "model.laplace_init: true, or check the priors' scales."
+                )
+            self.manual_backward(loss)
+            opt.step()
+        self.log("elbo_loss", float(loss.detach()), on_step=False, on_epoch=True, prog_bar=True)
+        return loss.detach()
+
+    def _finish(self) -> None:
+        with _dtype(self.dtype_name), torch.no_grad():
+            pyro.set_rng_seed(self.seed)
+            values, _ = sample_guide(self._guide, self.num_chains * self.num_draws)
+            self._draws = {k: values[k].reshape(self.num_chains, self.num_draws, *values[k].shape[1:])
+                           for k in self.program.parameter_names}
+        self._post_attrs.update(method="svi", guide=self.guide_name, elbo=self.elbo_name,
+                                draws="independent guide draws; chains are independent blocks")
+
+    def on_train_end(self) -> None:
+        self._finish()
+
+
+class FastPosteriorTask(SVITask):
+    """The lab's fast exact-posterior method: batched multi-start MAP + Laplace start, a short
+    vectorised SVI refinement of an AutoMultivariateNormal guide, then Pareto-smoothed importance
+    resampling from a Student-t proposal fitted to the guide (k stored; k < 0.7 means reliable).
+
+    Every stage evaluates all its parameter sets in one batched ODE solve (see docs/inference.md).
+
+    Other arguments (beyond SVITask's):
+        num_proposals: importance proposals in total (split into `num_chains` blocks that are resampled
+            independently into `num_draws` draws each).
+        proposal_df: degrees of freedom of the Student-t proposal.
+        k_threshold: above this Pareto k the run fails rather than store an unreliable posterior.
+    """
+
+    model_family = "bayes_fast"
+
+    def __init__(self, program: ProbProgram, *, num_particles: int = 32, lr: float = 0.005, num_chains: int = 4,
+                 num_draws: int = 1000, num_proposals: int = 16000, proposal_df: float = 8.0,
+                 k_threshold: float = 0.7, laplace_steps: int = 100, dtype: DType = "float64", seed: int = 0, num_prior_draws: int = 500) -> None:
+        super().__init__(program, guide="AutoMultivariateNormal", elbo="Trace_ELBO", num_particles=num_particles,
+                         lr=lr, num_chains=num_chains, num_draws=num_draws, laplace_init=True,
+                         laplace_steps=laplace_steps, dtype=dtype,
+                         seed=seed, num_prior_draws=num_prior_draws)
+        if num_proposals < num_chains * num_draws:
+            raise RecipeError(f"model.num_proposals ({num_proposals}) must be >= num_chains * num_draws "
+                              f"({num_chains * num_draws}).")
+        self.num_proposals, self.proposal_df, self.k_threshold = num_proposals, proposal_df, k_threshold
+
+    def _finish(self) -> None:
+        with _dtype(self.dtype_name):
+            pyro.set_rng_seed(self.seed)
+            proposal = StudentTProposal.from_guide(self.program, self._guide, df=self.proposal_df)
+            per_chain = self.num_proposals // self.num_chains
+            res = importance_resample(self.program, proposal, num_chains=self.num_chains, num_draws=per_chain,
+                                      seed=self.seed)
+        # keep num_draws per chain: an evenly spaced subset of each resampled block
+        keep = np.linspace(0, per_chain - 1, self.num_draws).round().astype(int)
+        self._draws = {k: v[:, keep] for k, v in res.draws.items()}
+        self._post_attrs.update(method="svi+psis", guide="AutoMultivariateNormal", pareto_k=float(res.pareto_k),
+                                ess_importance=float(res.ess_is), n_proposals=int(res.n_proposals),
+                                proposal=f"multivariate Student-t (df={self.proposal_df}) fitted to the guide")
+        print(f"nde-lab: importance correction: Pareto k = {res.pareto_k:.3f}, importance ESS = "
+              f"{res.ess_is:.0f} of {res.n_proposals} proposals", file=sys.stderr)
+        if not res.pareto_k < self.k_threshold:
+            self._draws = None
+            raise NdeLabError(
+                f"importance correction unreliable: Pareto k = {res.pareto_k:.2f} >= {self.k_threshold}; no posterior is "
+                "written. Train the guide longer (trainer.max_epochs), raise model.num_particles, or use NUTSTask."
+            )
+
+
+class NUTSTask(BayesTask):
+    """NUTS (Hoffman & Gelman 2014) through `pyro.infer.MCMC`, run once in the first training step.
+
+    Args:
+        program: the probabilistic program.
+        num_chains, warmup, draws: chains (run in turn), warm-up iterations and kept draws per chain.
+        target_accept: dual-averaging target acceptance probability.
+        max_tree_depth: NUTS tree-depth cap (2^depth leapfrog steps per draw at most).
+        progress: show Pyro's progress bar.
+    """
+
+    model_family = "bayes_nuts"
+
+    def __init__(self, program: ProbProgram, *, num_chains: int = 4, warmup: int = 500, draws: int = 500,
+                 target_accept: float = 0.8, max_tree_depth: int = 10, progress: bool = True,
+                 dtype: DType = "float64", seed: int = 0, num_prior_draws: int = 500) -> None:
+        super().__init__(program, dtype=dtype, seed=seed, num_prior_draws=num_prior_draws)
+        if num_chains < 1 or warmup < 1 or draws < 4 or not 0 < target_accept < 1:
+            raise RecipeError("NUTSTask needs num_chains >= 1, warmup >= 1, draws >= 4 and 0 < target_accept < 1; got "
+                              f"{num_chains}, {warmup}, {draws}, {target_accept}.")
+        self.num_chains, self.warmup, self.draws = num_chains, warmup, draws
+        self.target_accept, self.max_tree_depth, self.progress = target_accept, max_tree_depth, progress
+        self.automatic_optimization = False
+
+    def configure_optimizers(self) -> None:
+        return None
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        if self._draws is None:
+            with _dtype(self.dtype_name):
+                res = run_nuts(self.program, num_chains=self.num_chains, warmup=self.warmup, draws=self.draws,
+                               seed=self.seed, target_accept=self.target_accept, max_tree_depth=self.max_tree_depth,
+                               progress=self.progress)
+            self._draws, self._stats = res.draws, res.stats
+            n_div = int(res.stats["diverging"].sum())
+            self._post_attrs.update(method="nuts", num_chains=self.num_chains, warmup=self.warmup, draws=self.draws,
+                                    divergences=n_div, seconds=round(res.seconds, 2))
+            msg = f"nde-lab: NUTS finished in {res.seconds:.1f} s: {n_div} divergent transition(s) after warm-up"
+            if n_div:
+                per_chain = res.stats["diverging"].sum(axis=1).tolist()
+                msg += f" (per chain {per_chain}); see sample_stats.diverging. Raise model.target_accept or reparameterise."
+            print(msg, file=sys.stderr)
+            self.log("divergences", float(n_div), on_step=False, on_epoch=True)
+        self.trainer.should_stop = True
+        return None
