@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -56,6 +57,11 @@ class LabCLI(LightningCLI):
         parser.add_argument("--store", type=str | None, default=None, help="run store root (default: $NDE_LAB_STORE or ./store)")
         parser.add_argument("--experiment", type=str | None, default=None, help="experiment name (default: the recipe's file name)")
         parser.add_argument("--run_name", type=str | None, default=None, help="run id (default: UTC timestamp + random suffix)")
+        parser.add_argument(
+            "--num_threads", type=int | None, default=None,
+            help="torch intra-op threads (default: $OMP_NUM_THREADS if set, else 1: the lab's small-tensor "
+                 "solves run faster on one thread, and oversubscribed threads can be 20x slower)",
+        )
 
     # ---- the run's life ----------------------------------------------------------------------------
     def _experiment_name(self, config: Any) -> str:
@@ -68,6 +74,7 @@ class LabCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        _set_threads(config.get("num_threads"))
         self.run_writer = RunWriter(config.get("store"), self._experiment_name(config), config.get("run_name"))
         kwargs.setdefault("default_root_dir", str(self.run_writer.work_dir))
         trainer = super().instantiate_trainer(**kwargs)
@@ -117,6 +124,15 @@ class LabCLI(LightningCLI):
 
 
 LabCLI.active: LabCLI | None = None
+
+
+def _set_threads(requested: int | None) -> None:
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"--num_threads must be >= 1, got {requested}.")
+        torch.set_num_threads(requested)
+    elif not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(1)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ RECIPES = REPO / "recipes"
 def run_cli(*args: str, store: Path, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`nde-lab <args> --store <store>` with tests/ importable (for user-written fields)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "PYTHONWARNINGS": "ignore"}
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONWARNINGS": "ignore"}
     env.pop("NDE_LAB_STORE", None)
     return subprocess.run(
         [sys.executable, "-m", "nde_lab.cli", *args, "--store", str(store)],
