@@ -160,4 +160,4 @@ def test_spiral_recipe_at_full_budget_reaches_the_readme_mae(tmp_path):
 
 
 #: The figure README states for the spiral recipe (full-trajectory MAE).
-SPIRAL_MAE_README = 0.05
+SPIRAL_MAE_README = 0.06

@@ -110,7 +110,7 @@ def test_windows_are_reproducible_and_shaped():
 
     times, values = first_batch(1)
     assert times.shape == (5, 7) and values.shape == (5, 7, 2)
-    again_t, again_v = first_batch(1)
+    _, again_v = first_batch(1)
     assert (again_v == values).all()
     assert not (first_batch(2)[1] == values).all()
 

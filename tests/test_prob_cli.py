@@ -30,7 +30,7 @@ def _only_run(store: Path, experiment: str):
 
 
 def _check_layout(run, names):
-    assert GROUPS <= set(run.tree.children)
+    assert set(run.tree.children) >= GROUPS
     post = run.posterior
     assert sorted(post.data_vars) == sorted(names)
     assert post[names[0]].dims[:2] == ("chain", "draw")

@@ -12,8 +12,8 @@ import torch
 
 from nde_lab.errors import DataError, RecipeError
 from nde_lab.prob import (
-    LinearRegressionProgram,
     Likelihood,
+    LinearRegressionProgram,
     ODEProgram,
     Prior,
     SeriesData,

@@ -1,19 +1,45 @@
-"""Data: observed series (bundled, synthetic or a user's file) and the DataModules that serve them."""
+"""Data: observed series (bundled, synthetic or a user's file) and the DataModules that serve them.
 
-from nde_lab.data.series import Series, load_hare_lynx, load_series_csv, load_series_dataset
-from nde_lab.data.sources import HareLynx, SeriesFile, SeriesSource, Spiral
-from nde_lab.data.spiral import spiral_series
-from nde_lab.data.trajectory import TrajectoryDataModule
+Exports resolve lazily, so a recipe's DataModule imports only what it needs.
+"""
 
-__all__ = [
-    "HareLynx",
-    "Series",
-    "SeriesFile",
-    "SeriesSource",
-    "Spiral",
-    "TrajectoryDataModule",
-    "load_hare_lynx",
-    "load_series_csv",
-    "load_series_dataset",
-    "spiral_series",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Series": "nde_lab.data.series",
+    "load_hare_lynx": "nde_lab.data.series",
+    "load_series_csv": "nde_lab.data.series",
+    "load_series_dataset": "nde_lab.data.series",
+    "HareLynx": "nde_lab.data.sources",
+    "SeriesFile": "nde_lab.data.sources",
+    "SeriesSource": "nde_lab.data.sources",
+    "Spiral": "nde_lab.data.sources",
+    "spiral_series": "nde_lab.data.spiral",
+    "TrajectoryDataModule": "nde_lab.data.trajectory",
+    "PathsDataModule": "nde_lab.data.sde_data",
+    "SimulatedPaths": "nde_lab.data.sde_data",
+    "NileFlow": "nde_lab.data.sde_data",
+    "load_nile": "nde_lab.data.sde_data",
+    "RuggedGDPDataModule": "nde_lab.data.tabular",
+    "SeriesObservationsDataModule": "nde_lab.data.tabular",
+    "load_rugged_gdp": "nde_lab.data.tabular",
+    "Toy2DDataModule": "nde_lab.data.toy2d",
+    "toy2d_sample": "nde_lab.data.toy2d",
+    "toy2d_log_density": "nde_lab.data.toy2d",
+    "DigitsDataModule": "nde_lab.data.digits",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'nde_lab.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

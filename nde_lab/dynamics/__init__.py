@@ -2,6 +2,27 @@
 
 from nde_lab.dynamics.base import VectorField
 from nde_lab.dynamics.linear import LinearVectorField
+from nde_lab.dynamics.mechanistic import LotkaVolterra
 from nde_lab.dynamics.mlp import ACTIVATIONS, MLPVectorField
+from nde_lab.dynamics.sde import SDE, NeuralSDE, euler_maruyama_log_prob
+from nde_lab.dynamics.sde_latent import LatentSDEModel
+from nde_lab.dynamics.sde_parametric import (
+    GeometricBrownianMotion,
+    OrnsteinUhlenbeck,
+    ParametricSDE,
+)
 
-__all__ = ["ACTIVATIONS", "LinearVectorField", "MLPVectorField", "VectorField"]
+__all__ = [
+    "ACTIVATIONS",
+    "SDE",
+    "GeometricBrownianMotion",
+    "LatentSDEModel",
+    "LinearVectorField",
+    "LotkaVolterra",
+    "MLPVectorField",
+    "NeuralSDE",
+    "OrnsteinUhlenbeck",
+    "ParametricSDE",
+    "VectorField",
+    "euler_maruyama_log_prob",
+]

@@ -1,5 +1,6 @@
 """Pyro probabilistic programs: declarative priors and likelihoods, SVI/NUTS/PSIS, ArviZ-layout posteriors."""
 
+from nde_lab.prob.bnode import BatchedMLPField, NeuralODEProgram
 from nde_lab.prob.data import SeriesData, TabularData
 from nde_lab.prob.diagnostics import ess_bulk, psis, rhat
 from nde_lab.prob.distributions import Prior, Truncated, distribution_names, make_distribution
@@ -8,8 +9,10 @@ from nde_lab.prob.programs import LinearRegressionProgram, ODEProgram, ProbProgr
 
 __all__ = [
     "LIKELIHOOD_FAMILIES",
+    "BatchedMLPField",
     "Likelihood",
     "LinearRegressionProgram",
+    "NeuralODEProgram",
     "ODEProgram",
     "Prior",
     "ProbProgram",

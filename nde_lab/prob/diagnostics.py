@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft, special, stats
 
-__all__ = ["ess_bulk", "psis", "rhat", "systematic_resample"]
+__all__ = ["ess_bulk", "ess_mean", "psis", "rhat", "systematic_resample"]
 
 
 def _split(ary: np.ndarray) -> np.ndarray:
@@ -92,6 +92,17 @@ def ess_bulk(draws: np.ndarray) -> float:
     if draws.shape[1] < 4 or not np.isfinite(draws).all():
         return float("nan")
     return _ess(_z_scale(_split(draws)))
+
+
+def ess_mean(draws: np.ndarray) -> float:
+    """ESS for the mean of draws shaped (chain, draw) (ArviZ's method="mean": split chains, no ranks).
+
+    The Monte Carlo standard error of the posterior mean is sd / sqrt(ess_mean).
+    """
+    draws = np.atleast_2d(np.asarray(draws, dtype=float))
+    if draws.shape[1] < 4 or not np.isfinite(draws).all():
+        return float("nan")
+    return _ess(_split(draws))
 
 
 def _gpdfit(x: np.ndarray) -> tuple[float, float]:

@@ -58,7 +58,8 @@ def make_guide(name: str, program: ProbProgram, *, init_scale: float = 0.05, ran
         return ag.AutoMultivariateNormal(program.model, init_loc_fn=init, init_scale=init_scale)
     if name == "AutoLowRankMultivariateNormal":
         return ag.AutoLowRankMultivariateNormal(program.model, init_loc_fn=init, init_scale=init_scale, rank=rank)
-    return ag.AutoIAFNormal(program.model, hidden_dim=hidden_dim, init_loc_fn=init, init_scale=init_scale)
+    # AutoIAFNormal forwards extra keywords to its AffineAutoregressive transform: it takes no init_scale
+    return ag.AutoIAFNormal(program.model, hidden_dim=hidden_dim, init_loc_fn=init)
 
 
 def _site_sum(trace: poutine.Trace, names: list[str] | None = None) -> Tensor:

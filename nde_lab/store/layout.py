@@ -11,8 +11,13 @@ from pathlib import Path
 from nde_lab.errors import StoreError
 
 __all__ = [
-    "CONFIG_FILE", "CHECKPOINT_DIR", "STORE_ENV", "ZARR_NAME",
-    "new_run_id", "resolve_store", "validate_name",
+    "CHECKPOINT_DIR",
+    "CONFIG_FILE",
+    "STORE_ENV",
+    "ZARR_NAME",
+    "new_run_id",
+    "resolve_store",
+    "validate_name",
 ]
 
 STORE_ENV = "NDE_LAB_STORE"

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import xarray as xr
 import yaml
 
 from nde_lab.errors import RunNotReadyError, StoreError
-from nde_lab.store.layout import CHECKPOINT_DIR, CONFIG_FILE, PARTIAL_SUFFIX, ZARR_NAME, resolve_store
+from nde_lab.store.layout import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    PARTIAL_SUFFIX,
+    ZARR_NAME,
+    resolve_store,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -152,6 +159,64 @@ class Run:
     def log_prob(self, x: Any, **kwargs: Any) -> xr.DataArray:
         """Log-density in nats of points `x` of shape (n, dim) -> DataArray of shape (n,)."""
         return self.model.query_log_prob(self, np.asarray(x), **kwargs)
+
+    # ---- Monte Carlo queries (each answer carries mcse and n_draws) --------------------------------
+    def expect(
+        self,
+        fn: Callable[[xr.Dataset], xr.DataArray],
+        *,
+        n: int | None = None,
+        target_mcse: float | None = None,
+        draws: Literal["sample", "posterior"] = "sample",
+        batch: int = 1000,
+        seed: int = 0,
+        **sample_kwargs: Any,
+    ) -> xr.Dataset:
+        """E[fn(X)] with its Monte Carlo standard error.
+
+        `draws="sample"`: X are fresh draws from `run.sample` (paths, samples, posterior draws),
+        `n` of them or as many as `target_mcse` needs, streamed in batches. `draws="posterior"`:
+        X are the stored posterior draws (chain, draw), and the error uses their ESS.
+        `fn` gets a Dataset with a "sample" dimension and returns a DataArray along it.
+        """
+        from nde_lab.query import expect, expect_draws
+
+        if draws == "posterior":
+            if n is not None or target_mcse is not None:
+                raise ValueError("draws='posterior' uses every stored draw; n and target_mcse do not apply.")
+            return expect_draws(self.posterior, fn)
+        if draws != "sample":
+            raise ValueError(f"draws={draws!r} is not valid; must be one of 'sample', 'posterior'.")
+        if n is None and target_mcse is None:
+            n = 4000
+        return expect(lambda size, s: self.sample(size, seed=s, **sample_kwargs), fn,
+                      n=n, target_mcse=target_mcse, batch=batch, seed=seed)
+
+    def prob(self, event: Callable[[xr.Dataset], xr.DataArray], **kwargs: Any) -> xr.Dataset:
+        """P(event(X)) with its Monte Carlo standard error; keywords as in `expect`."""
+        return self.expect(lambda ds: event(ds).astype(np.float64), **kwargs)
+
+    def interval(
+        self, fn: Callable[[xr.Dataset], xr.DataArray], *, level: float = 0.9, n: int = 4000, seed: int = 0,
+        **sample_kwargs: Any,
+    ) -> xr.Dataset:
+        """Equal-tailed `level` credible interval of fn(X) over `n` draws, with the MC error of each end."""
+        from nde_lab.query import interval
+
+        values = fn(self.sample(n, seed=seed, **sample_kwargs))
+        if "sample" not in values.dims:
+            raise ValueError(f"fn must return values along 'sample'; got dims {values.dims}.")
+        values = values.transpose("sample", ...)
+        other = [d for d in values.dims if d != "sample"]
+        flat = values.values.reshape(values.sizes["sample"], -1)
+        rows = [interval(flat[:, k], level) for k in range(flat.shape[1])]
+        shape = [values.sizes[d] for d in other]
+        coords = {d: values[d] for d in other if d in values.coords}
+        names = ("lower", "upper", "lower_mcse", "upper_mcse")
+        return xr.Dataset(
+            {k: (other, np.array([r[k] for r in rows]).reshape(shape)) for k in names},
+            coords=coords, attrs={"level": level, "n_draws": n},
+        )
 
 
 def list_runs(store: str | os.PathLike | None = None) -> pd.DataFrame:

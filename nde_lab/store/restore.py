@@ -29,7 +29,8 @@ def restore_task(config: dict[str, Any], checkpoint_dir: Path) -> Any:
     parser.add_subclass_arguments(LabTask, "model", required=True)
     try:
         parsed = parser.parse_object({"model": config["model"]})
-        task = parser.instantiate_classes(parsed).model
+        instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # renamed in 4.49
+        task = instantiate(parsed).model
     except Exception as err:
         raise StoreError(f"cannot rebuild the model from config.yaml: {err}") from err
     checkpoint = checkpoint_dir / LAST_CHECKPOINT

@@ -15,7 +15,13 @@ from nde_lab import __version__
 from nde_lab.errors import StoreError
 from nde_lab.store.attrs import jsonable, library_versions, now_iso
 from nde_lab.store.layout import (
-    CHECKPOINT_DIR, CONFIG_FILE, ZARR_NAME, new_run_id, partial_name, resolve_store, validate_name,
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    ZARR_NAME,
+    new_run_id,
+    partial_name,
+    resolve_store,
+    validate_name,
 )
 
 __all__ = ["RunWriter", "write_tree"]

@@ -1,7 +1,38 @@
-"""Lightning tasks (LightningModules) and the callbacks that feed the run store."""
+"""Lightning tasks (LightningModules), one per objective, and the callbacks that feed the run store.
 
-from nde_lab.train.base import LabTask
-from nde_lab.train.metrics import MetricsRecorder
-from nde_lab.train.node import NeuralODETask
+Exports resolve lazily, so naming one task in a recipe imports only its own family (Pyro, torchsde...).
+"""
 
-__all__ = ["LabTask", "MetricsRecorder", "NeuralODETask"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "LabTask": "nde_lab.train.base",
+    "MetricsRecorder": "nde_lab.train.metrics",
+    "NeuralODETask": "nde_lab.train.node",
+    "SDEFitTask": "nde_lab.train.sde_fit",
+    "LatentSDETask": "nde_lab.train.latent_sde",
+    "BayesTask": "nde_lab.train.bayes",
+    "SVITask": "nde_lab.train.bayes",
+    "NUTSTask": "nde_lab.train.bayes",
+    "FastPosteriorTask": "nde_lab.train.bayes",
+    "BayesNeuralODETask": "nde_lab.train.bayes_bnode",
+    "DensityTask": "nde_lab.train.flow_tasks",
+    "FlowTask": "nde_lab.train.flow_tasks",
+    "CNFTask": "nde_lab.train.flow_tasks",
+    "VAETask": "nde_lab.train.vae_task",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'nde_lab.train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -15,7 +15,15 @@ import xarray as xr
 from nde_lab.errors import NdeLabError, RecipeError
 from nde_lab.prob.data import SeriesData, TabularData
 from nde_lab.prob.fast import StudentTProposal, init_guide_at, laplace_start
-from nde_lab.prob.inference import GUIDES, GuideName, importance_resample, make_guide, run_nuts, sample_guide, sample_prior
+from nde_lab.prob.inference import (
+    GUIDES,
+    GuideName,
+    importance_resample,
+    make_guide,
+    run_nuts,
+    sample_guide,
+    sample_prior,
+)
 from nde_lab.prob.posterior import (
     draws_dataset,
     flatten_draws,
