@@ -161,3 +161,20 @@ def test_spiral_recipe_at_full_budget_reaches_the_readme_mae(tmp_path):
 
 #: The figure README states for the spiral recipe (full-trajectory MAE).
 SPIRAL_MAE_README = 0.06
+
+
+def test_evaluation_subcommands_from_a_checkpoint_land_as_runs(tmp_path):
+    assert _fit("spiral_node.yaml", tmp_path, "--run_name", "trained").returncode == 0
+    trained = nde_lab.open_run(tmp_path / "spiral_node" / "trained")
+    checkpoint = trained.path / "checkpoints" / "last.ckpt"
+    for subcommand in ("validate", "test", "predict"):
+        out = run_cli(subcommand, "--config", str(RECIPES / "spiral_node.yaml"), "--ckpt_path", str(checkpoint),
+                      "--run_name", subcommand, store=tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        run = nde_lab.open_run(tmp_path / "spiral_node" / subcommand)
+        assert run.attrs["subcommand"] == subcommand
+        # the evaluated model is the trained one: the same stored trajectory
+        np.testing.assert_allclose(run.trajectories["y"].values, trained.trajectories["y"].values, rtol=1e-6)
+        if subcommand != "predict":
+            metric = "val_mae" if subcommand == "validate" else "test_mae"
+            np.testing.assert_allclose(float(run.metrics[metric][-1]), float(trained.metrics["val_mae"][-1]), rtol=1e-5)

@@ -83,9 +83,17 @@ def test_gbm_latent_sde_recipe_runs_on_a_tiny_budget(tmp_path):
 
 @pytest.mark.slow
 def test_gbm_latent_sde_recipe_full_budget_elbo_improves_and_band_covers(tmp_path):
-    """Full recipe (40 epochs): coverage of the 90% band on 192 held-out observations was 0.81."""
+    """Full recipe (70 epochs): the 90% posterior-predictive band covered 0.919 of the n = 384 held-out
+    observations (64 validation paths x 6 held-out times; 0.904 without the held-out time 0.005 next to t = 0).
+
+    Tolerance: 0.90 +- (3 binomial standard errors sqrt(0.9 * 0.1 / 384) = 0.046, plus 0.02 for model
+    misfit: the fitted homoscedastic observation noise (0.18 against a true 0.05) absorbs the posterior's
+    misfit, which grows with the GBM's level, and the six held-out times of one path are correlated),
+    i.e. [0.834, 0.966].
+    """
     run = _fit("gbm_latent_sde.yaml", tmp_path)
     elbo = run.metrics["train_elbo"].values
     assert elbo[-5:].mean() > elbo[0] + 500, elbo
+    assert int(run.summary["n_heldout"]) == 384
     coverage = float(run.summary["coverage_90"])
-    assert 0.75 <= coverage <= 0.97, coverage
+    assert 0.834 <= coverage <= 0.966, coverage

@@ -156,7 +156,11 @@ class LatentSDEModel(nn.Module):
 
     # ---- the three fields ----------------------------------------------------------------------------
     def posterior_drift(self, t: Tensor, z: Tensor, ts: Tensor, ctx: Tensor) -> Tensor:
-        """f(t, z, context): z (B, L) at time t, observation times ts (T,), context (T, B, C) -> (B, L)."""
+        """f(t, z, context) on t_k <= t < t_{k+1}: z (B, L) at time t, observation times ts (T,), context (T, B, C) -> (B, L).
+
+        Inputs: z, context k, and the time since t_k and until t_{k+1} (0 after the last observation) in
+        units of the mean spacing.
+        """
         n = len(ts)
         i = max(min(int(torch.searchsorted(ts, t.reshape(1).to(ts), right=True)), n) - 1, 0)
         scale, tf = _time_scale(ts), float(t)

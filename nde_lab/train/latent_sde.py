@@ -33,7 +33,11 @@ class LatentSDETask(LabTask):
     the training paths' mean and scale (kept as buffers); everything stored is in data units.
     Training uses only the observed times of each batch (`observed` mask); held-out times are
     predicted and scored by `val_coverage_90` (share of held-out observations inside the 90%
-    posterior-predictive band).
+    posterior-predictive band). The band is formed from posterior latent paths (z0 ~ q(z0), posterior
+    SDE given the observed times), decoded, plus observation-noise draws. Note: with a variational
+    posterior that cannot contract fully at the observations, the fitted observation noise absorbs
+    the posterior's spread as well as its bias, so longer training tends to widen the band
+    (over-coverage) and shorter training leaves bias (under-coverage); check `coverage_90`.
 
     Main arguments:
         model: the `LatentSDEModel` (latent size, context size, widths).
