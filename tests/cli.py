@@ -11,13 +11,21 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 
 
-def run_cli(*args: str, store: Path, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`nde-lab <args> --store <store>` with tests/ importable (for user-written fields)."""
+def run_cli(
+    *args: str, store: Path | None, timeout: float = 600, cwd: Path | None = None, env_store: Path | None = None
+) -> subprocess.CompletedProcess:
+    """`nde-lab <args> --store <store>` with tests/ importable (for user-written fields).
+
+    With `store=None` no --store is passed; `env_store` then sets $NDE_LAB_STORE.
+    """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONWARNINGS": "ignore"}
     env.pop("NDE_LAB_STORE", None)
+    if env_store is not None:
+        env["NDE_LAB_STORE"] = str(env_store)
+    store_args = [] if store is None else ["--store", str(store)]
     return subprocess.run(
-        [sys.executable, "-m", "nde_lab.cli", *args, "--store", str(store)],
+        [sys.executable, "-m", "nde_lab.cli", *args, *store_args],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd or REPO,
     )
 

@@ -49,10 +49,12 @@ def test_same_recipe_and_seed_give_identical_trajectories(tmp_path):
     xr.testing.assert_identical(first, second)
 
 
-def test_store_and_experiment_from_environment_and_flags(tmp_path, monkeypatch):
-    out = _fit("spiral_node.yaml", tmp_path, "--experiment", "mine", "--run_name", "r1")
+def test_store_from_environment_and_experiment_and_run_name_from_flags(tmp_path):
+    out = run_cli("fit", "--config", str(RECIPES / "spiral_node.yaml"), *TINY, "--experiment", "mine",
+                  "--run_name", "r1", store=None, env_store=tmp_path / "env_store", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert nde_lab.open_run(tmp_path / "mine" / "r1").status == "complete"
+    assert nde_lab.open_run(tmp_path / "env_store" / "mine" / "r1").status == "complete"
+    assert not (tmp_path / "store").exists()
 
 
 def test_print_config_shows_the_resolved_recipe(tmp_path):

@@ -5,8 +5,7 @@ Exports resolve lazily, so a recipe's DataModule imports only what it needs.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nde_lab._lazy import lazy_exports
 
 _EXPORTS = {
     "Series": "nde_lab.data.series",
@@ -32,14 +31,4 @@ _EXPORTS = {
     "DigitsDataModule": "nde_lab.data.digits",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'nde_lab.data' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports("nde_lab.data", _EXPORTS)

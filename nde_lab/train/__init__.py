@@ -5,8 +5,7 @@ Exports resolve lazily, so naming one task in a recipe imports only its own fami
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nde_lab._lazy import lazy_exports
 
 _EXPORTS = {
     "LabTask": "nde_lab.train.base",
@@ -25,14 +24,4 @@ _EXPORTS = {
     "VAETask": "nde_lab.train.vae_task",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'nde_lab.train' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports("nde_lab.train", _EXPORTS)
