@@ -113,3 +113,26 @@ def test_run_probability_and_interval(ou_run):
     band = ou_run.interval(lambda ds: ds.y.isel(time=-1, state=0), level=0.9, n=4000, times=[0.0, t], x0=0.0)
     assert abs(float(band.lower) - (mean - 1.6449 * sd)) < 4 * float(band.lower_mcse) + 2e-3
     assert abs(float(band.upper) - (mean + 1.6449 * sd)) < 4 * float(band.upper_mcse) + 2e-3
+
+
+def test_dataset_accessor_summary_band_coverage_and_error():
+    rng = np.random.default_rng(3)
+    times = np.linspace(0.0, 1.0, 11)
+    paths = xr.Dataset(
+        {"y": (("sample", "time", "state"), rng.normal(size=(20000, 11, 1)))},
+        coords={"time": times, "state": ["a"]},
+    )
+    summary = paths.nde.summary()
+    assert (np.abs(summary["mean"]) < 4 * summary["mean_mcse"]).all()
+    band = paths.nde.band(0.9)
+    np.testing.assert_allclose(band["upper"], 1.6449, atol=0.05)
+    observed = xr.Dataset({"y": (("time", "state"), rng.normal(size=(200, 1)))},
+                          coords={"time": np.linspace(0, 1, 200), "state": ["a"]})
+    coverage = paths.nde.coverage(observed, 0.9)
+    assert abs(coverage - 0.9) < 3 * math.sqrt(0.09 / 200) + 0.01
+    line = xr.Dataset({"y": (("time", "state"), 2 * times[:, None])}, coords={"time": times, "state": ["a"]})
+    target = xr.Dataset({"y": (("time", "state"), np.array([[0.1], [1.0]]))}, coords={"time": [0.05, 0.5], "state": ["a"]})
+    err = line.nde.error(target)
+    np.testing.assert_allclose(err["mae"].values, [0.0])
+    with pytest.raises(ValueError, match="no ensemble dimension"):
+        line.nde.band()
