@@ -6,12 +6,14 @@ after each case, so it is a running maximum. Run with OMP_NUM_THREADS matching t
 
 from __future__ import annotations
 
+import json
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 __all__ = ["run"]
@@ -64,6 +66,24 @@ def run() -> list[dict]:
     # plain NUTS: cost per draw estimated from the measured gradient cost (a full run takes hours)
     rows.append({"case": "hare_lynx_nuts_estimate", "seconds": single * 15 * 4 * 2000, "peak_mb": float("nan"),
                  "notes": "estimate: ~15 leapfrog steps per draw x 4 chains x 2000 iterations x one solve+grad each"})
+    # the NUTS reference's potential: scipy LSODA forward sensitivities (benchmarks/nuts_reference.py)
+    from benchmarks.nuts_reference import OUT, HareLynxPosterior
+
+    model = HareLynxPosterior.hare_lynx()
+    u = np.log([0.55, 0.028, 0.8, 0.024, 34.0, 6.0, 0.25, 0.25])
+    start = time.perf_counter()
+    for _ in range(50):
+        model.log_density(u)
+    per_eval = (time.perf_counter() - start) / 50
+    rows.append({"case": "lv_scipy_sensitivity_logp_grad", "seconds": per_eval, "peak_mb": _peak_mb(),
+                 "notes": f"log p and its exact gradient, LSODA rtol=atol=1e-10: {single / per_eval:.0f}x cheaper "
+                          "than the torch rk4 solve+grad"})
+    if OUT.exists():
+        ref = json.loads(OUT.read_text())
+        rows.append({"case": "hare_lynx_nuts_reference (stored, not re-run)", "seconds": ref["wall_seconds"],
+                     "peak_mb": float("nan"),
+                     "notes": f"{ref['chains']} chains x ({ref['warmup']} warm-up + {ref['draws']} draws), "
+                              f"{sum(ref['gradient_evaluations'])} gradients; `python -m benchmarks.nuts_reference`"})
     return rows
 
 

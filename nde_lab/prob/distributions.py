@@ -17,16 +17,18 @@ from nde_lab.errors import RecipeError
 
 __all__ = ["Prior", "Truncated", "distribution_names", "make_distribution", "parse_priors"]
 
+_NO_SHAPE = torch.Size()
+
 
 def distribution_names() -> list[str]:
     """Names of every distribution family in `pyro.distributions` (the vocabulary of `dist:`)."""
     names = []
     for name in dir(dist):
         obj = getattr(dist, name)
-        if inspect.isclass(obj) and issubclass(obj, torch.distributions.Distribution) and not name.startswith("_"):
-            if name not in {"Distribution", "TorchDistribution", "TorchDistributionMixin", "TransformedDistribution",
-                            "ExponentialFamily", "Independent", "MaskedDistribution", "ExpandedDistribution"}:
-                names.append(name)
+        if (inspect.isclass(obj) and issubclass(obj, torch.distributions.Distribution) and not name.startswith("_")
+                and name not in {"Distribution", "TorchDistribution", "TorchDistributionMixin", "TransformedDistribution",
+                                 "ExponentialFamily", "Independent", "MaskedDistribution", "ExpandedDistribution"}):
+            names.append(name)
     return sorted(names)
 
 
@@ -77,7 +79,7 @@ class Truncated(dist.TorchDistribution):
     def expand(self, batch_shape, _instance=None):
         return Truncated(self.base.expand(batch_shape), self.low, self.high)
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
         shape = self._extended_shape(sample_shape)
         u = torch.rand(shape, dtype=self._cdf_low.dtype, device=self._cdf_low.device)
         p = self._cdf_low + u * (self._cdf_high - self._cdf_low)

@@ -172,7 +172,7 @@ class _RecordingNUTS(NUTS):
         diverging = len(self._divergences) > n_div
         steps = max(self._n_leapfrog, 1)
         self.records.append((diverging and not warm, float(accept), float(self.step_size),
-                             int(math.floor(math.log2(steps))) + 1, steps))
+                             math.floor(math.log2(steps)) + 1, steps))
         return z
 
 
