@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nde_lab.dynamics.base import VectorField
@@ -17,6 +18,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus,
     "elu": nn.ELU, "silu": nn.SiLU, "gelu": nn.GELU,
 }
+_FUNCTIONAL = {"tanh": torch.tanh, "relu": F.relu, "softplus": F.softplus, "elu": F.elu, "silu": F.silu, "gelu": F.gelu}
 
 
 class MLPVectorField(VectorField):
@@ -68,9 +70,16 @@ class MLPVectorField(VectorField):
             last.weight.mul_(final_scale)
             last.bias.zero_()
         self.net = nn.Sequential(*layers, last)
+        self._activation = _FUNCTIONAL[activation]
+        self._linears: tuple[nn.Linear, ...] = tuple(self.net[::2])  # the same modules, unregistered view
 
     def forward(self, t: Tensor, y: Tensor) -> Tensor:
         features = y**3 if self.input_map == "cube" else y
         if self.time_input:
             features = torch.cat([features, t.to(y).expand(*y.shape[:-1], 1)], dim=-1)
-        return self.net(features)
+        # Functional calls instead of `self.net(features)`: a solve evaluates this thousands of times
+        # on tiny tensors, where each nested module call costs as much as the arithmetic.
+        *hidden, last = self._linears
+        for layer in hidden:
+            features = self._activation(F.linear(features, layer.weight, layer.bias))
+        return F.linear(features, last.weight, last.bias)

@@ -118,15 +118,18 @@ class _BudgetExhausted(Exception):
     pass
 
 
-class _CountingField(nn.Module):
+class _CountingField:
     """Wraps a vector field to count evaluations and to enforce the step budget itself.
 
     torchdiffeq signals an exhausted budget and a step-size underflow with `assert`, which `python -O`
     strips (an underflow then loops forever); counting here keeps both failures loud under -O too.
+    A plain callable, not an `nn.Module`: the adjoint gets its parameters explicitly, and a module
+    call costs microseconds per evaluation that small solves feel.
     """
 
+    __slots__ = ("_last_t", "max_nfe", "nfe", "vector_field")
+
     def __init__(self, vector_field: nn.Module, max_nfe: int) -> None:
-        super().__init__()
         self.vector_field = vector_field
         self.max_nfe = max_nfe
         self.nfe = 0
@@ -135,11 +138,11 @@ class _CountingField(nn.Module):
     @property
     def last_t(self) -> float:
         """The time of the last evaluation (converted only when asked: a GPU sync per call would cost)."""
-        return float("nan") if self._last_t is None else float(self._last_t)
+        return float("nan") if self._last_t is None else float(self._last_t.detach())
 
-    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+    def __call__(self, t: Tensor, y: Tensor) -> Tensor:
         self.nfe += 1
-        self._last_t = t.detach()
+        self._last_t = t
         if self.nfe > self.max_nfe:
             raise _BudgetExhausted
         return self.vector_field(t, y)

@@ -17,6 +17,7 @@ class MetricsRecorder(L.Callback):
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
+        self._open_epoch = False
         self._start = time.perf_counter()
 
     def _record(self, trainer: L.Trainer) -> None:
@@ -29,8 +30,26 @@ class MetricsRecorder(L.Callback):
                 continue
         self.rows.append(row)
 
+    def _refresh_last(self, trainer: L.Trainer) -> None:
+        """Add what the module logged in its own `on_train_epoch_end`, which Lightning calls after
+        this callback's, to the epoch's row."""
+        if self.rows and self._open_epoch:
+            for name, value in trainer.callback_metrics.items():
+                try:
+                    self.rows[-1][name] = float(value)
+                except (TypeError, ValueError):
+                    continue
+        self._open_epoch = False
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record(trainer)
+        self._open_epoch = True
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._refresh_last(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._refresh_last(trainer)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "validate" and not trainer.sanity_checking:
