@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +14,7 @@ from nde_lab.errors import DataError, RecipeError
 from nde_lab.prob.data import SeriesData
 from nde_lab.prob.distributions import Prior
 from nde_lab.prob.likelihoods import Likelihood
-from nde_lab.prob.programs import ProbProgram
+from nde_lab.prob.programs import SeriesProgram
 from nde_lab.solvers.ode import ODEMethod, ODESolverOptions, solve_ode
 
 __all__ = ["BatchedMLPField", "NeuralODEProgram"]
@@ -60,7 +60,7 @@ class BatchedMLPField(VectorField):
         return h
 
 
-class NeuralODEProgram(ProbProgram):
+class NeuralODEProgram(SeriesProgram):
     """y(t_i) ~ likelihood(z(t_i)), dh/dt = MLP_W(h), with Normal(0, prior_scale) priors on the MLP's weights.
 
     The ODE evolves standardised coordinates h: z = m + s h ("natural") or log z = m + s h ("log"), with
@@ -157,22 +157,11 @@ class NeuralODEProgram(ProbProgram):
         self._loc, self._scale = base.mean(0), base.std(0).clamp_min(1e-8)
         self.data = data
 
-    @property
-    def obs_dims(self) -> tuple[str, ...]:
-        return ("time", "state")
-
-    def obs_coords(self, x: Tensor | None = None) -> dict[str, Any]:
-        self._require_data()
-        times = self.data.times if x is None else x
-        return {"time": times.detach().cpu().numpy(), "state": list(self.data.state_names)}
-
     def param_dims(self, name: str) -> tuple[str, ...]:
         if name not in self.weight_names and self.param_shape(name) == (self.vector_field.dim,):
             return ("state",)
         return super().param_dims(name)
 
-    def param_coords(self) -> dict[str, Any]:
-        return {"state": list(self.data.state_names)} if self.data is not None else {}
 
     @property
     def weight_names(self) -> list[str]:

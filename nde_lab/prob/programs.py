@@ -22,7 +22,7 @@ from nde_lab.prob.distributions import Prior, parse_priors
 from nde_lab.prob.likelihoods import Likelihood
 from nde_lab.solvers.ode import ODEMethod, ODESolverOptions, solve_ode
 
-__all__ = ["LinearRegressionProgram", "ODEProgram", "ProbProgram"]
+__all__ = ["LinearRegressionProgram", "ODEProgram", "ProbProgram", "SeriesProgram"]
 
 OBS = "y"
 
@@ -137,7 +137,23 @@ class ProbProgram(ABC):
         return self.observation_dist(params).log_prob(self.observed)
 
 
-class ODEProgram(ProbProgram):
+class SeriesProgram(ProbProgram):
+    """A program whose observations are a time series y (time, state) (`SeriesData`)."""
+
+    @property
+    def obs_dims(self) -> tuple[str, ...]:
+        return ("time", "state")
+
+    def obs_coords(self, x: Tensor | None = None) -> dict[str, Any]:
+        self._require_data()
+        times = self.data.times if x is None else x
+        return {"time": times.detach().cpu().numpy(), "state": list(self.data.state_names)}
+
+    def param_coords(self) -> dict[str, Any]:
+        return {"state": list(self.data.state_names)} if self.data is not None else {}
+
+
+class ODEProgram(SeriesProgram):
     """A Bayesian mechanistic ODE: latent rates and (optionally) latent initial state, observed with noise.
 
     Main arguments:
@@ -204,20 +220,9 @@ class ODEProgram(ProbProgram):
             raise DataError(f"{data.source}: a {self.likelihood.family} likelihood needs non-negative integer counts.")
         self.data = data
 
-    @property
-    def obs_dims(self) -> tuple[str, ...]:
-        return ("time", "state")
-
-    def obs_coords(self, x: Tensor | None = None) -> dict[str, Any]:
-        self._require_data()
-        times = self.data.times if x is None else x
-        return {"time": times.detach().cpu().numpy(), "state": list(self.data.state_names)}
-
     def param_dims(self, name: str) -> tuple[str, ...]:
         return ("state",) if self.param_shape(name) == (2,) else super().param_dims(name)
 
-    def param_coords(self) -> dict[str, Any]:
-        return {"state": list(self.data.state_names)} if self.data is not None else {}
 
     def initial(self, params: dict[str, Tensor]) -> Tensor:
         """z(t0), shape (*batch, 2)."""

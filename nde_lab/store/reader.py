@@ -13,7 +13,6 @@ import xarray as xr
 import yaml
 
 import nde_lab.query  # noqa: F401  (registers the Dataset.nde accessor)
-
 from nde_lab.errors import RunNotReadyError, StoreError
 from nde_lab.store.layout import (
     CHECKPOINT_DIR,
