@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from abc import ABC, abstractmethod
 from importlib import resources
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def load_rugged_gdp(path: str | Path | None = None) -> TabularData:
                        target_name="log_gdp", source=where, attrs={"source_note": note, "units": "log 2000 US$ per capita"})
 
 
-class BayesDataModule(L.LightningDataModule):
+class BayesDataModule(L.LightningDataModule, ABC):
     """Serves one full-data observation object to a Bayesian task (`.observations`), and a loader of
     `steps_per_epoch` placeholder batches that sets how many optimiser steps an epoch is."""
 
@@ -65,8 +66,9 @@ class BayesDataModule(L.LightningDataModule):
         self.steps_per_epoch = steps_per_epoch
         self._obs: SeriesData | TabularData | None = None
 
-    def load(self) -> SeriesData | TabularData:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def load(self) -> SeriesData | TabularData:
+        """Read and validate the observations (called once, on first access of `observations`)."""
 
     @property
     def observations(self) -> SeriesData | TabularData:

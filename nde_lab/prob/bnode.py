@@ -192,15 +192,7 @@ class NeuralODEProgram(SeriesProgram):
         """z(t) (and log z(t) in log coordinates) at times x (default: the data's), shape (*batch, T, D)."""
         self._require_data()
         dtype = torch.get_default_dtype()
-        data_times = self.data.times.to(dtype)
-        t0 = data_times[0]
-        times = data_times if x is None else torch.as_tensor(x, dtype=dtype)
-        if times.ndim != 1 or bool((times < t0 - 1e-12).any()) or (times.numel() > 1 and not bool((times[1:] > times[:-1]).all())):
-            raise DataError(f"prediction times must be increasing and not before t0={float(t0):g}.")
-        prepend = bool(times[0] > t0) or times.numel() == 1
-        grid = torch.cat([t0.reshape(1), times]) if prepend else times
-        if grid.numel() == 1:
-            grid = torch.cat([grid, grid + 1.0])
+        times, grid, prepend = self._solve_grid(x, dtype)
         w_name = self.latent_layers[max(self.latent_layers)][0]
         batch = params[w_name].shape[: params[w_name].ndim - 2]
         if self._hidden:

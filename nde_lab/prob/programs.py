@@ -152,6 +152,22 @@ class SeriesProgram(ProbProgram):
     def param_coords(self) -> dict[str, Any]:
         return {"state": list(self.data.state_names)} if self.data is not None else {}
 
+    def _solve_grid(self, x: Tensor | None, dtype: torch.dtype) -> tuple[Tensor, Tensor, bool]:
+        """The solve grid for prediction times `x` (default: the observed times), which must be increasing
+        and not before the first observation t0. Returns (times, grid of >= 2 times, whether the grid
+        starts with a prepended t0 that the output must drop)."""
+        self._require_data()
+        data_times = self.data.times.to(dtype)
+        t0 = data_times[0]
+        times = data_times if x is None else torch.as_tensor(x, dtype=dtype)
+        if times.ndim != 1 or bool((times < t0 - 1e-12).any()) or (times.numel() > 1 and not bool((times[1:] > times[:-1]).all())):
+            raise DataError(f"prediction times must be increasing and not before t0={float(t0):g}.")
+        prepend = bool(times[0] > t0) or times.numel() == 1
+        grid = torch.cat([t0.reshape(1), times]) if prepend else times
+        if grid.numel() == 1:
+            grid = torch.cat([grid, grid + 1.0])
+        return times, grid, prepend
+
 
 class ODEProgram(SeriesProgram):
     """A Bayesian mechanistic ODE: latent rates and (optionally) latent initial state, observed with noise.
@@ -233,16 +249,7 @@ class ODEProgram(SeriesProgram):
 
     def predict(self, params: dict[str, Tensor], x: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """z(t) and log z(t) at times x (default: the data's), shape (*batch, T, 2); x[0] >= t0."""
-        self._require_data()
-        data_times = self.data.times.to(torch.get_default_dtype())
-        t0 = data_times[0]
-        times = data_times if x is None else torch.as_tensor(x, dtype=t0.dtype)
-        if times.ndim != 1 or bool((times < t0 - 1e-12).any()) or (times.numel() > 1 and not bool((times[1:] > times[:-1]).all())):
-            raise DataError(f"prediction times must be increasing and not before t0={float(t0):g}.")
-        prepend = bool(times[0] > t0) or times.numel() == 1
-        grid = torch.cat([t0.reshape(1), times]) if prepend else times
-        if grid.numel() == 1:
-            grid = torch.cat([grid, grid + 1.0])
+        times, grid, prepend = self._solve_grid(x, torch.get_default_dtype())
         z0 = self.initial(params)
         rates = [params[r] for r in self.rates]
         vf = LotkaVolterra(*rates, coordinates=self.coordinates)
