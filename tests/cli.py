@@ -25,7 +25,7 @@ def run_cli(
         env["NDE_LAB_STORE"] = str(env_store)
     store_args = [] if store is None else ["--store", str(store)]
     return subprocess.run(
-        [sys.executable, "-m", "nde_lab.commands", *args, *store_args],
+        [sys.executable, "-m", "nde_lab", *args, *store_args],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd or REPO,
     )
 

@@ -27,6 +27,3 @@ def main(argv: list[str] | None = None) -> int:
 
     return lightning_main(argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
