@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "DataError",
     "NdeLabError",
+    "QueryError",
     "RecipeError",
     "RunNotReadyError",
     "SolverError",
@@ -22,6 +23,10 @@ class RecipeError(NdeLabError, ValueError):
 
 class DataError(NdeLabError, ValueError):
     """Input data is unusable: the message names the file, the column or dimension, and the problem."""
+
+
+class QueryError(NdeLabError, ValueError, TypeError):
+    """A query was called with a bad argument: the message names the argument, its value and what is allowed."""
 
 
 class SolverError(NdeLabError, RuntimeError):

@@ -55,7 +55,7 @@ def test_ou_fit_recipe_recovers_theta_mu_sigma(tmp_path):
     _all_finite(run)
     _check_sampling(run)
     pred = run.predict([1.0, 5.0], n=400)
-    assert pred.attrs["n_draws"] == 400 and "mean_mcse" in pred
+    assert pred.attrs["n_draws"] == 400 and "mcse" in pred
 
 
 def test_nile_recipe_matches_an_independent_mle(tmp_path):

@@ -183,6 +183,13 @@ class OrnsteinUhlenbeck(ParametricSDE):
     def has_exact_transition(self) -> bool:
         return True
 
+    def exact_step(self, y: Tensor, dt: float, z: Tensor) -> Tensor:
+        """Draw X_{t+dt} | X_t = y exactly from standard normals z: y, z (B, D) -> (B, D)."""
+        p = self.constrained()
+        decay = torch.exp(-p["theta"] * dt)
+        sd = (p["sigma"] ** 2 * -torch.expm1(-2 * p["theta"] * dt) / (2 * p["theta"])).sqrt()
+        return p["mu"] + (y - p["mu"]) * decay + sd * z
+
     def mean_var(self, x0: Tensor | float, t: Tensor) -> tuple[Tensor, Tensor]:
         """Closed-form mean and variance of X_t from X_0 = x0, each of shape (*t.shape, D)."""
         p = self.constrained()
@@ -239,6 +246,11 @@ class GeometricBrownianMotion(ParametricSDE):
     @property
     def has_exact_transition(self) -> bool:
         return True
+
+    def exact_step(self, y: Tensor, dt: float, z: Tensor) -> Tensor:
+        """Draw S_{t+dt} | S_t = y exactly from standard normals z: y, z (B, D) -> (B, D)."""
+        p = self.constrained()
+        return y * torch.exp((p["mu"] - p["sigma"] ** 2 / 2) * dt + p["sigma"] * math.sqrt(dt) * z)
 
     def exact(self, y0: Tensor, t: Tensor, w: Tensor) -> Tensor:
         """Pathwise solution S_t = S_0 exp((mu - sigma^2/2) t + sigma W_t); t (T,), w (T, B, D) -> (T, B, D)."""

@@ -7,9 +7,24 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
+from nde_lab.query.montecarlo import quantile_result
+from nde_lab.query.result import mc_result
+
 __all__ = ["NdeAccessor"]
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def _ensemble_ess(y: xr.DataArray, dims: list[str]) -> xr.DataArray | float:
+    """ESS per component: ArviZ's ESS for the mean over (chain, draw); the count for independent samples."""
+    if "chain" in dims and "draw" in dims:
+        from nde_lab.prob.diagnostics import ess_mean
+
+        other = [d for d in y.dims if d not in dims]
+        flat = y.transpose("chain", "draw", *other).values.reshape(y.sizes["chain"], y.sizes["draw"], -1)
+        ess = np.array([ess_mean(flat[:, :, k]) for k in range(flat.shape[-1])]).reshape([y.sizes[d] for d in other])
+        return y.isel(chain=0, draw=0, drop=True).copy(data=ess)
+    return float(np.prod([y.sizes[d] for d in dims]))
 
 
 def _sample_dims(ds: xr.Dataset | xr.DataArray) -> list[str]:
@@ -38,24 +53,34 @@ class NdeAccessor:
         return self._ds[variable]
 
     def summary(self, quantiles: Sequence[float] = DEFAULT_QUANTILES, *, variable: str = "y") -> xr.Dataset:
-        """Mean, std, the mean's Monte Carlo standard error and quantiles over the ensemble dims."""
+        """The ensemble mean as a Monte Carlo result (`estimate`, `mcse`, `ci_lower/upper`, `ess`) plus
+        `mean` (= estimate), `std`, `quantiles` and their `quantiles_mcse`.
+
+        Over (chain, draw) the error uses ArviZ's ESS for the mean (autocorrelation counts); over
+        `sample` the draws are independent (ESS = n). Quantile errors come from the order-statistic
+        bracket with the same ESS (`nde_lab.query.quantile_mcse`).
+        """
         y = self._y(variable)
         dims = _sample_dims(y)
         n = int(np.prod([y.sizes[d] for d in dims]))
+        ess = _ensemble_ess(y, dims)
         std = y.std(dims, ddof=1)
-        return xr.Dataset(
-            {"mean": y.mean(dims), "std": std, "mean_mcse": std / np.sqrt(n), "quantiles": y.quantile(list(quantiles), dim=dims)},
-            attrs={"n_draws": n},
-        )
+        mean = y.mean(dims)
+        q = quantile_result(y, list(quantiles), ess=ess, dims=tuple(dims))
+        return mc_result(mean, std / np.sqrt(ess), n_draws=n, ess=ess, method="ensemble", draws=" x ".join(dims),
+                         extra={"mean": mean, "std": std, "quantiles": q["estimate"], "quantiles_mcse": q["mcse"]})
 
     def band(self, level: float = 0.9, *, variable: str = "y") -> xr.Dataset:
-        """The equal-tailed central `level` band: `lower` and `upper` over the ensemble dims."""
+        """The equal-tailed central `level` band: `lower` and `upper` over the ensemble dims, as a Monte
+        Carlo quantile result (`estimate`/`mcse` along `quantile` for the two ends)."""
         if not 0 < level < 1:
             raise ValueError(f"level must be in (0, 1), got {level}.")
         y = self._y(variable)
         dims = _sample_dims(y)
-        q = y.quantile([(1 - level) / 2, (1 + level) / 2], dim=dims)
-        return xr.Dataset({"lower": q.isel(quantile=0, drop=True), "upper": q.isel(quantile=1, drop=True)}, attrs={"level": level})
+        q = quantile_result(y, [(1 - level) / 2, (1 + level) / 2], ess=_ensemble_ess(y, dims), dims=tuple(dims))
+        q["lower"] = q["estimate"].isel(quantile=0, drop=True)
+        q["upper"] = q["estimate"].isel(quantile=1, drop=True)
+        return q.assign_attrs(level=level)
 
     def coverage(self, observed: xr.Dataset, level: float = 0.9, *, variable: str = "y") -> float:
         """Fraction of observations inside the central `level` band (interpolated to their times)."""

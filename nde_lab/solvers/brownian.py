@@ -1,9 +1,10 @@
-"""`GridBrownian`: a seeded Brownian path on a fixed time grid, drawn in one call (fast fixed-step sampling)."""
+"""`GridBrownian`: a seeded Brownian path on a fixed time grid, streamed chunk by chunk (fast fixed-step sampling)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchsde import BrownianInterval
@@ -30,29 +31,35 @@ def make_grid(t0: float, t1: float, dt: float) -> Tensor:
     return grid
 
 
+#: Target size of one chunk of increments (numbers): memory is bounded by one chunk, whatever the grid.
+CHUNK_NUMBERS = 1 << 21
+
+
 class GridBrownian(BaseBrownian):
-    """Brownian motion W on a fixed grid, all increments drawn at construction from a seeded generator.
+    """Brownian motion W on a fixed grid, increments drawn chunk by chunk from seeded generators.
 
     torchsde's `BrownianInterval` / `BrownianTree` answer arbitrary queries through a tree of Brownian
     bridges, which dominates the cost of fixed-step sampling. A fixed-step solver only ever asks for
-    increments between grid points, so drawing `(n, *size)` standard normals in one call and serving
-    `W(tb) - W(ta)` by index is exact and costs one `randn`.
+    increments between consecutive grid points, so the increments are standard normals scaled by
+    sqrt(step), drawn `chunk_steps` steps at a time: chunk c comes from its own generator (seeded by
+    child c of `numpy.random.SeedSequence(seed)`), so a chunk can be regenerated on demand and memory
+    holds one chunk (about `CHUNK_NUMBERS` numbers), never the whole path.
 
     Main arguments:
         t0, t1: time span (in the series' time units).
         dt: grid step; the grid is `make_grid(t0, t1, dt)`.
         size: `(batch, noise_channels)`, the shape of one increment.
-        seed: seed of the generator the increments are drawn from; same seed, same path, bit for bit
-            on the same device and dtype.
+        seed: seed of the increments; same seed, same path, bit for bit on the same device and dtype.
 
     Other arguments:
         dtype, device: of the increments (default: torch's default dtype, CPU).
 
     Queries off the grid raise `SolverError` (use `interval_brownian` for adaptive steps or adjoints).
-    Memory is `(n + 1) * batch * noise_channels` numbers.
+    `W(tb) - W(ta)` across many steps sums the increments in between (chunks regenerated as needed).
     """
 
-    __slots__ = ("W", "_device", "_dtype", "_n", "_points", "_size", "_tol", "dW", "dt", "grid", "seed", "t0", "t1")
+    __slots__ = ("_cache", "_chunk", "_device", "_dtype", "_n", "_points", "_scale", "_size", "_tol", "dt", "grid",
+                 "seed", "t0", "t1")
 
     def __init__(
         self,
@@ -75,11 +82,40 @@ class GridBrownian(BaseBrownian):
         self._points = self.grid.tolist()
         # torchsde accumulates `t + dt` in the state's dtype (float32 drifts), so match to the nearest point.
         self._tol = 0.25 * self.dt
-        generator = torch.Generator(device=self._device).manual_seed(self.seed)
-        z = torch.randn((self._n, *self._size), generator=generator, dtype=self._dtype, device=self._device)
-        scale = torch.diff(self.grid).sqrt().to(dtype=self._dtype, device=self._device)
-        self.dW = z * scale.reshape(-1, *([1] * len(self._size)))
-        self.W = torch.cat([torch.zeros_like(self.dW[:1]), self.dW.cumsum(0)], 0)
+        self._scale = torch.diff(self.grid).sqrt().to(dtype=self._dtype, device=self._device)
+        self._chunk = max(1, CHUNK_NUMBERS // max(1, math.prod(self._size)))
+        self._cache: tuple[int, Tensor] | None = None
+
+    def _chunk_increments(self, c: int) -> Tensor:
+        """Increments of steps [c * chunk, (c + 1) * chunk) as (steps, *size); the last chunk is cached."""
+        if self._cache is not None and self._cache[0] == c:
+            return self._cache[1]
+        lo, hi = c * self._chunk, min((c + 1) * self._chunk, self._n)
+        state = np.random.SeedSequence(self.seed, spawn_key=(c,)).generate_state(1, np.uint64)[0]
+        generator = torch.Generator(device=self._device).manual_seed(int(state >> np.uint64(1)))
+        z = torch.randn((hi - lo, *self._size), generator=generator, dtype=self._dtype, device=self._device)
+        dw = z * self._scale[lo:hi].reshape(-1, *([1] * len(self._size)))
+        self._cache = (c, dw)
+        return dw
+
+    def increment(self, ia: int, ib: int) -> Tensor:
+        """W(grid[ib]) - W(grid[ia]) for grid indices ia <= ib, shape `size`."""
+        if ib == ia + 1:
+            c = ia // self._chunk
+            return self._chunk_increments(c)[ia - c * self._chunk]
+        total = torch.zeros(self._size, dtype=self._dtype, device=self._device)
+        k = ia
+        while k < ib:
+            c = k // self._chunk
+            stop = min(ib, (c + 1) * self._chunk)
+            total = total + self._chunk_increments(c)[k - c * self._chunk:stop - c * self._chunk].sum(0)
+            k = stop
+        return total
+
+    @property
+    def dW(self) -> Tensor:
+        """Every increment, shape (steps, *size) (materialised on request: for tests and small grids)."""
+        return torch.stack([self.increment(k, k + 1) for k in range(self._n)])
 
     def index(self, t: float | Tensor) -> int:
         """Grid index of time `t` (raises `SolverError` if `t` is not a grid point)."""
@@ -102,11 +138,11 @@ class GridBrownian(BaseBrownian):
                 "('srk', 'log_ode') are solved with interval_brownian(...) instead."
             )
         if tb is None:
-            return self.W[self.index(ta)]
+            return self.increment(0, self.index(ta))
         ia, ib = self.index(ta), self.index(tb)
-        if ib == ia + 1:
-            return self.dW[ia]
-        return self.W[ib] - self.W[ia]
+        if ib < ia:
+            return -self.increment(ib, ia)
+        return self.increment(ia, ib)
 
     def __repr__(self) -> str:
         return f"GridBrownian(t0={self.t0:g}, t1={self.t1:g}, dt={self.dt:g}, size={self._size}, seed={self.seed})"
@@ -126,7 +162,6 @@ class GridBrownian(BaseBrownian):
     @property
     def levy_area_approximation(self) -> str:
         return "none"
-
 
 def interval_brownian(
     t0: float,

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -147,78 +147,55 @@ class Run:
 
         return restore_task(self.config, self.path / CHECKPOINT_DIR)
 
-    # ---- queries ----------------------------------------------------------------------------------
+    # ---- queries (all logic in nde_lab.query.runs; these only delegate) ---------------------------------
     def predict(self, times: Any = None, **kwargs: Any) -> xr.Dataset:
         """Model trajectories at `times` (default: the stored grid); keywords depend on the family
         (`y0` for ODEs, `n` and `seed` for Bayesian and stochastic models)."""
-        return self.model.query_predict(self, None if times is None else np.asarray(times, dtype=np.float64), **kwargs)
+        from nde_lab.query.runs import run_predict
+
+        return run_predict(self, times, **kwargs)
 
     def sample(self, n: int, **kwargs: Any) -> xr.Dataset:
         """`n` new draws (paths, posterior draws or samples, by family) as a Dataset."""
-        return self.model.query_sample(self, n, **kwargs)
+        from nde_lab.query.runs import run_sample
+
+        return run_sample(self, n, **kwargs)
 
     def log_prob(self, x: Any, **kwargs: Any) -> xr.DataArray:
         """Log-density in nats of points `x` of shape (n, dim) -> DataArray of shape (n,)."""
-        return self.model.query_log_prob(self, np.asarray(x), **kwargs)
+        from nde_lab.query.runs import run_log_prob
 
-    # ---- Monte Carlo queries (each answer carries mcse and n_draws) --------------------------------
-    def expect(
-        self,
-        fn: Callable[[xr.Dataset], xr.DataArray],
-        *,
-        n: int | None = None,
-        target_mcse: float | None = None,
-        draws: Literal["sample", "posterior"] = "sample",
-        batch: int = 1000,
-        seed: int = 0,
-        **sample_kwargs: Any,
-    ) -> xr.Dataset:
-        """E[fn(X)] with its Monte Carlo standard error.
+        return run_log_prob(self, x, **kwargs)
 
-        `draws="sample"`: X are fresh draws from `run.sample` (paths, samples, posterior draws),
-        `n` of them or as many as `target_mcse` needs, streamed in batches. `draws="posterior"`:
-        X are the stored posterior draws (chain, draw), and the error uses their ESS.
-        `fn` gets a Dataset with a "sample" dimension and returns a DataArray along it.
+    # ---- Monte Carlo queries: each answers nde_lab.query.result's type (estimate, mcse, ci, ess, ...) ----
+    def expect(self, fn: Callable[[xr.Dataset], xr.DataArray], **kwargs: Any) -> xr.Dataset:
+        """E[fn(X)] with its honest Monte Carlo error (`nde_lab.query.runs.run_expect`).
+
+        Keywords: `n` or `target_mcse`, `draws` ("sample": fresh draws from `run.sample`;
+        "posterior": every stored posterior draw once), `batch`, `seed`, `max_draws`, and the
+        family's sampling keywords (`times`, `x0`, ...).
         """
-        from nde_lab.query import expect, expect_draws
+        from nde_lab.query.runs import run_expect
 
-        if draws == "posterior":
-            if n is not None or target_mcse is not None:
-                raise ValueError("draws='posterior' uses every stored draw; n and target_mcse do not apply.")
-            return expect_draws(self.posterior, fn)
-        if draws != "sample":
-            raise ValueError(f"draws={draws!r} is not valid; must be one of 'sample', 'posterior'.")
-        if n is None and target_mcse is None:
-            n = 4000
-        return expect(lambda size, s: self.sample(size, seed=s, **sample_kwargs), fn,
-                      n=n, target_mcse=target_mcse, batch=batch, seed=seed)
+        return run_expect(self, fn, **kwargs)
 
     def prob(self, event: Callable[[xr.Dataset], xr.DataArray], **kwargs: Any) -> xr.Dataset:
-        """P(event(X)) with its Monte Carlo standard error; keywords as in `expect`."""
-        return self.expect(lambda ds: event(ds).astype(np.float64), **kwargs)
+        """P(event(X)) with a Wilson 95% interval; keywords as in `expect`."""
+        from nde_lab.query.runs import run_prob
 
-    def interval(
-        self, fn: Callable[[xr.Dataset], xr.DataArray], *, level: float = 0.9, n: int = 4000, seed: int = 0,
-        **sample_kwargs: Any,
-    ) -> xr.Dataset:
-        """Equal-tailed `level` credible interval of fn(X) over `n` draws, with the MC error of each end."""
-        from nde_lab.query import interval
+        return run_prob(self, event, **kwargs)
 
-        values = fn(self.sample(n, seed=seed, **sample_kwargs))
-        if "sample" not in values.dims:
-            raise ValueError(f"fn must return values along 'sample'; got dims {values.dims}.")
-        values = values.transpose("sample", ...)
-        other = [d for d in values.dims if d != "sample"]
-        flat = values.values.reshape(values.sizes["sample"], -1)
-        rows = [interval(flat[:, k], level) for k in range(flat.shape[1])]
-        shape = [values.sizes[d] for d in other]
-        coords = {d: values[d] for d in other if d in values.coords}
-        names = ("lower", "upper", "lower_mcse", "upper_mcse")
-        return xr.Dataset(
-            {k: (other, np.array([r[k] for r in rows]).reshape(shape)) for k in names},
-            coords=coords, attrs={"level": level, "n_draws": n},
-        )
+    def interval(self, fn: Callable[[xr.Dataset], xr.DataArray], **kwargs: Any) -> xr.Dataset:
+        """Equal-tailed `level` interval of fn(X) over `n` draws, with the MCSE of each end."""
+        from nde_lab.query.runs import run_interval
 
+        return run_interval(self, fn, **kwargs)
+
+    def quantile(self, fn: Callable[[xr.Dataset], xr.DataArray], q: float | list[float], **kwargs: Any) -> xr.Dataset:
+        """Quantile(s) `q` of fn(X) over `n` draws, with the MCSE of each."""
+        from nde_lab.query.runs import run_quantile
+
+        return run_quantile(self, fn, q, **kwargs)
 
 def list_runs(store: str | os.PathLike | None = None) -> pd.DataFrame:
     """One row per run in the store: experiment, run_id, status, created, model_family, final_loss, path.

@@ -197,7 +197,7 @@ class LatentSDETask(LabTask):
         ys = pp["y"]
         summary = xr.Dataset({"mean": ys.mean("sample"), "std": ys.std("sample", ddof=1), "quantiles": ys.quantile(list(self.quantiles), dim="sample")},
                              attrs={"n_samples": int(ys.sizes["sample"]), "of": "posterior_predictive"})
-        summary["mean_mcse"] = summary["std"] / np.sqrt(ys.sizes["sample"])
+        summary["mcse"] = summary["std"] / np.sqrt(ys.sizes["sample"])
         held = ~datamodule.observed
         if held.any():
             lo, hi = ys.quantile(0.05, dim="sample").values, ys.quantile(0.95, dim="sample").values
@@ -252,5 +252,5 @@ class LatentSDETask(LabTask):
         y = paths["y"]
         out = xr.Dataset({"mean": y.mean("sample"), "std": y.std("sample", ddof=1), "quantiles": y.quantile(list(self.quantiles), dim="sample")},
                          attrs={"n_draws": int(y.sizes["sample"]), "seed": seed, "path": path})
-        out["mean_mcse"] = out["std"] / np.sqrt(y.sizes["sample"])
+        out["mcse"] = out["std"] / np.sqrt(y.sizes["sample"])
         return out

@@ -12,9 +12,10 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from nde_lab.dynamics.sde_parametric import ParametricSDE
-from nde_lab.errors import DataError
+from nde_lab.errors import DataError, QueryError
+from nde_lab.solvers.paths import PathSample, sample_paths
 from nde_lab.solvers.registry import check_choice
-from nde_lab.solvers.sde import SDESolution, SDESolverOptions, solve_sde
+from nde_lab.solvers.sde import SDESolution, SDESolverOptions
 from nde_lab.train.base import LabTask
 
 if TYPE_CHECKING:
@@ -49,18 +50,22 @@ def summary_dataset(paths: xr.Dataset, quantiles: tuple[float, ...] | list[float
          "quantiles": y.quantile(list(quantiles), dim="sample")},
         attrs={"n_samples": int(y.sizes["sample"]), "units": y.attrs.get("units", "1")},
     )
-    out["mean_mcse"] = out["std"] / np.sqrt(max(1, y.sizes["sample"]))
+    out["mcse"] = out["std"] / np.sqrt(max(1, y.sizes["sample"]))
+    out["mcse"].attrs["description"] = "Monte Carlo standard error of the mean (independent simulated paths)"
     return out
 
 
-def solver_stats_dataset(solution: SDESolution, options: SDESolverOptions, **extra: float) -> xr.Dataset:
+def solver_stats_dataset(solution: SDESolution | PathSample, options: SDESolverOptions, *, seed: int | None = None,
+                         **extra: float) -> xr.Dataset:
     """The forward solve's statistics (nfe, steps, masked paths) as scalars, options in attrs."""
-    s = solution.stats
+    s = solution.stats if isinstance(solution, SDESolution) else solution
     data = {"nfe_drift": s.nfe_drift, "nfe_diffusion": s.nfe_diffusion, "steps": s.steps,
             "masked_paths": s.masked_paths, **extra}
+    seed = getattr(s, "seed", None) if seed is None else seed
     return xr.Dataset({k: ((), v) for k, v in data.items()},
                       attrs={"method": s.method, "dt": options.dt, "adaptive": options.adaptive,
-                             "on_nonfinite": options.on_nonfinite, "seed": -1 if s.seed is None else s.seed})
+                             "step": float(getattr(s, "step", options.dt)),
+                             "on_nonfinite": options.on_nonfinite, "seed": -1 if seed is None else seed})
 
 
 def _default_lbfgs(params: Any) -> torch.optim.Optimizer:
@@ -176,11 +181,16 @@ class SDEFitTask(LabTask):
         return fitted, errors, total
 
     # ---- sampling -----------------------------------------------------------------------------------
-    def simulate(self, y0: Tensor, times: np.ndarray, seed: int) -> SDESolution:
-        """Paths of the fitted SDE from y0 (n, D) at `times`, seeded; masked paths are NaN (see `valid_paths`)."""
-        t = torch.as_tensor(times, dtype=y0.dtype, device=y0.device)
-        with torch.no_grad():
-            return solve_sde(self.sde, y0, t, options=self.solver, seed=seed)
+    def simulate(self, y0: Tensor, times: np.ndarray, seed: int, method: Literal["auto", "exact", "solver"] = "auto") -> PathSample:
+        """Paths (n, T, D) of the fitted SDE from y0 (n, D) at `times`, seeded; masked paths are NaN.
+
+        method: 'auto' samples exact transitions where the model has them (OU, GBM), else the solver
+        on a grid refined so every output time is a step end; 'exact' requires them; 'solver' never uses them.
+        """
+        check_choice("method", method, ["auto", "exact", "solver"], error=QueryError)
+        if method == "exact" and not self.sde.has_exact_transition:
+            raise QueryError(f"method='exact' but {type(self.sde).__name__} has no exact transition; use 'auto' or 'solver'.")
+        return sample_paths(self.sde, y0, times, options=self.solver, seed=seed, exact=method != "solver")
 
     @staticmethod
     def _initial_states(observed: np.ndarray, n: int, dtype: torch.dtype) -> Tensor:
@@ -214,45 +224,50 @@ class SDEFitTask(LabTask):
             parameters.attrs["std_error_note"] = "observed information not positive definite at the fit: no standard errors"
         y0 = self._initial_states(datamodule.values, self.n_samples, dtype)
         sol = self.simulate(y0, datamodule.times, self.sampling_seed)
-        paths = paths_dataset(sol.valid_paths().permute(1, 0, 2).cpu().numpy(), datamodule.times, datamodule.state_names,
+        paths = paths_dataset(sol.y[sol.finite], datamodule.times, datamodule.state_names,
                               time_units=datamodule.time_units, units=datamodule.units,
-                              attrs={"seed": self.sampling_seed, "kind": "simulated from the fitted SDE"})
+                              attrs={"seed": self.sampling_seed, "kind": "simulated from the fitted SDE",
+                                     "method": sol.method, "step": sol.step})
         return {"observed_data": observed, "parameters": parameters, "trajectories": paths,
-                "summary": summary_dataset(paths, self.quantiles), "solver_stats": solver_stats_dataset(sol, self.solver)}
+                "summary": summary_dataset(paths, self.quantiles),
+                "solver_stats": solver_stats_dataset(sol, self.solver, seed=self.sampling_seed)}
 
     def run_attrs(self) -> dict[str, Any]:
         return {"sampling_seed": self.sampling_seed, "solver_method": self.solver.method or "euler"}
 
     # ---- queries ------------------------------------------------------------------------------------
-    def query_sample(self, run: Run, n: int, times: Any = None, seed: int | None = None, x0: Any = None, **kwargs: Any) -> xr.Dataset:
+    def query_sample(self, run: Run, n: int, times: Any = None, seed: int | None = None, x0: Any = None,
+                     method: Literal["auto", "exact", "solver"] = "auto") -> xr.Dataset:
         """`n` new paths (sample, time, state) of the fitted SDE.
 
         times: output times (default the observed times; paths start at the first observed time, or at
-        times[0] when x0 is given); seed: Brownian seed (default the run's
-        `sampling_seed`, which regenerates the stored paths); x0: initial state(s) (n, D) or (D,)
-        (default the observed initial states, cycled). Non-finite paths are dropped and counted.
+        times[0] when x0 is given), each one a step end (never interpolated); seed: root seed (default
+        the run's `sampling_seed`, which regenerates the stored paths); x0: initial state(s) (n, D) or
+        (D,) (default the observed initial states, cycled); method: 'auto' (exact transitions for
+        OU/GBM, else the solver), 'exact' or 'solver'. Non-finite paths are dropped and counted.
+        attrs record `seed`, `method`, `step` and `draws="simulation"`.
         """
-        if kwargs:
-            raise TypeError(f"sample() got unexpected arguments {sorted(kwargs)}; it takes n, times, seed, x0.")
         obs = run.tree["observed_data"].to_dataset()
-        times = np.array(obs["time"].values if times is None else times, dtype=np.float64)  # writable copy
+        times = np.array(obs["time"].values if times is None else times, dtype=np.float64).ravel()  # writable copy
         seed = int(run.tree.attrs.get("sampling_seed", self.sampling_seed)) if seed is None else int(seed)
         dtype = next(self.sde.parameters()).dtype
         y0 = self._initial_states(obs["y"].values, n, dtype) if x0 is None else torch.as_tensor(np.broadcast_to(np.asarray(x0, dtype=np.float64), (n, self.sde.state_dim)).copy(), dtype=dtype)
         t_first = float(obs["time"].values[0])
         if x0 is None and times[0] < t_first - 1e-12:
-            raise ValueError(f"sample() times must not precede the first observation t={t_first:g} (or pass x0).")
+            raise QueryError(f"sample() times must not precede the first observation t={t_first:g} (or pass x0).")
         start = x0 is None and times[0] > t_first + 1e-12  # paths start at the observed initial time
         grid = np.concatenate([[t_first], times]) if start else times
-        sol = self.simulate(y0, grid, seed)
-        y = sol.valid_paths().permute(1, 0, 2).cpu().numpy()[:, 1:] if start else sol.valid_paths().permute(1, 0, 2).cpu().numpy()
+        sol = self.simulate(y0, grid, seed, method)
+        y = sol.y[sol.finite][:, 1:] if start else sol.y[sol.finite]
         return paths_dataset(y, times, list(obs["state"].values),
                              time_units=obs["time"].attrs.get("units", "1"), units=obs["y"].attrs.get("units", "1"),
-                             attrs={"seed": seed, "n_requested": n, "masked_paths": sol.stats.masked_paths})
+                             attrs={"seed": seed, "n_requested": n, "masked_paths": sol.masked_paths,
+                                    "method": sol.method, "step": sol.step, "draws": "simulation"})
 
-    def query_predict(self, run: Run, times: np.ndarray | None, n: int = 1000, seed: int | None = None, x0: Any = None, **kwargs: Any) -> xr.Dataset:
-        """Monte Carlo predictive summary at `times`: mean, std, quantiles and the mean's MC standard error."""
-        paths = self.query_sample(run, n, times=times, seed=seed, x0=x0, **kwargs)
+    def query_predict(self, run: Run, times: np.ndarray | None, n: int = 1000, seed: int | None = None, x0: Any = None,
+                      method: Literal["auto", "exact", "solver"] = "auto") -> xr.Dataset:
+        """Monte Carlo predictive summary at `times`: mean with its `mcse`, std, quantiles (attrs: n_draws, seed, method, step)."""
+        paths = self.query_sample(run, n, times=times, seed=seed, x0=x0, method=method)
         out = summary_dataset(paths, self.quantiles)
-        out.attrs.update({"n_draws": int(paths.sizes["sample"]), "seed": paths.attrs["seed"]})
+        out.attrs.update({"n_draws": int(paths.sizes["sample"]), **{k: paths.attrs[k] for k in ("seed", "method", "step", "draws")}})
         return out
