@@ -83,8 +83,8 @@ def _check_request(n: int | None, target_mcse: float | None, batch: int, max_dra
 
 def _provenance(ds: xr.Dataset, source: DrawSource) -> dict[str, object]:
     attrs = ds.attrs if isinstance(ds, xr.Dataset) else {}
-    return {"method": str(attrs.get("method", "")), "step": float(attrs.get("step", 0.0)),
-            "draws": str(attrs.get("draws", source.kind))}
+    draws = source.kind if source.pool_ess is not None else str(attrs.get("draws", source.kind))
+    return {"method": str(attrs.get("method", "")), "step": float(attrs.get("step", 0.0)), "draws": draws}
 
 
 def _stream(draws: Sampler, fn: Statistic, *, n: int | None, target_mcse: float | None, batch: int, max_draws: int,

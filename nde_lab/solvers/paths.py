@@ -8,8 +8,8 @@ grid of m_k = ceil((t_{k+1} - t_k) / dt) equal steps of h_k <= dt, so output tim
 Models that declare an exact transition (`exact_step(y, dt, z)`: OU, GBM) are sampled exactly by
 default, with no discretisation error at all. Paths come in blocks of `BLOCK` paths, each block
 (and each interval's Brownian increments within it) seeded by its own child of
-`numpy.random.SeedSequence(seed)`: sampling is reproducible whatever `n`, path i of `n` draws is
-path i of any larger draw, and memory is bounded by one block's increments over one interval.
+`numpy.random.SeedSequence(seed)`: sampling is reproducible, with exact transitions path i of `n`
+draws is path i of any larger draw, and memory is bounded by one block's increments over one interval.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ def sample_paths(sde: nn.Module, y0: Tensor, times: np.ndarray, *, options: SDES
             if use_exact:
                 gen = torch.Generator(device=y.device).manual_seed(_child(seed, b))
                 for k, dt in enumerate(dts):
-                    z = torch.randn(y.shape, generator=gen, dtype=y.dtype, device=y.device)
+                    # a full block of normals whatever the block's fill: path i's draws depend on (seed, i) only
+                    z = torch.randn((BLOCK, d), generator=gen, dtype=y.dtype, device=y.device)[: y.shape[0]]
                     y = sde.exact_step(y, float(dt), z)
                     out[start:stop, k + 1] = y.cpu().numpy()
                 continue
