@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft, special, stats
 
-__all__ = ["ess_bulk", "ess_mean", "psis", "rhat", "systematic_resample"]
+__all__ = ["ess_bulk", "ess_mean", "pareto_k_threshold", "psis", "resampled_ess", "rhat", "systematic_resample", "tail_check"]
 
 
 def _split(ary: np.ndarray) -> np.ndarray:
@@ -162,3 +162,50 @@ def systematic_resample(log_weights: np.ndarray, n: int, *, rng: np.random.Gener
     cdf[-1] = 1.0
     u = (rng.random() + np.arange(n)) / n
     return np.searchsorted(cdf, u, side="left")
+
+
+def resampled_ess(ess_importance: float, n_draws: int) -> float:
+    """Effective size of `n_draws` resampled from weighted proposals whose importance ESS is `ess_importance`.
+
+    Resampling adds its own noise to the importance estimate: var ~ sd^2 (1/ESS_importance + 1/n), so the
+    draws carry 1 / (1/ESS_importance + 1/n) effective draws, never more than either.
+    """
+    return 1.0 / (1.0 / float(ess_importance) + 1.0 / float(n_draws))
+
+
+def pareto_k_threshold(n_proposals: int) -> float:
+    """The sample-size-aware Pareto k threshold min(1 - 1/log10(S), 0.7) (Vehtari et al. 2024, section 3.2.4).
+
+    Below it, PSIS estimates with S draws have a reliable pre-asymptotic error; with few draws the
+    threshold is stricter (0.5 at S = 100, 0.67 at S = 1000, 0.7 from S ~ 2200).
+    """
+    return float(min(1.0 - 1.0 / np.log10(max(int(n_proposals), 11)), 0.7))
+
+
+def tail_check(values: np.ndarray, log_weights: np.ndarray, *, tail: float = 0.01, max_ratio: float = 2.0,
+               min_tail_ess: float = 20.0) -> list[str]:
+    """Check that a proposal covers the target's tails, per column of `values` (S, P), both tails.
+
+    For each parameter and tail, the target's mass beyond the proposal's `tail` quantile is estimated
+    with the normalised importance weights. A proposal whose tail is too light shows it as target mass
+    several times the proposal's own (`max_ratio`), or as a tail mass carried by too few effective
+    draws (`min_tail_ess`: Kish ESS of the weights inside the tail, which a cut-off tail starves).
+
+    Returns:
+        One line per failing (parameter column, tail), empty when every tail passes.
+    """
+    values = np.asarray(values, dtype=float).reshape(len(log_weights), -1)
+    lw = np.asarray(log_weights, dtype=float)
+    w = np.exp(lw - special.logsumexp(lw))
+    problems = []
+    for j in range(values.shape[1]):
+        x = values[:, j]
+        for side, inside in (("lower", x <= np.quantile(x, tail)), ("upper", x >= np.quantile(x, 1 - tail))):
+            wt = w[inside]
+            mass = float(wt.sum())
+            ess = float(mass**2 / np.sum(wt**2)) if mass > 0 else 0.0
+            ratio = mass / tail
+            if ratio > max_ratio or (ratio > 1.0 and ess < min_tail_ess):
+                problems.append(f"column {j} {side} tail: target mass {ratio:.1f}x the proposal's {tail:g}, "
+                                f"carried by {ess:.0f} effective draws")
+    return problems

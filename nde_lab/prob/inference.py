@@ -103,6 +103,7 @@ class ImportanceResult:
     ess_is: float
     n_proposals: int
     log_weights: np.ndarray = field(repr=False)
+    proposals: dict[str, Tensor] | None = field(default=None, repr=False)
 
 
 def importance_resample(program: ProbProgram, proposal: ag.AutoGuide | Callable[[int], tuple[dict, Tensor]], *,
@@ -147,7 +148,7 @@ def importance_resample(program: ProbProgram, proposal: ag.AutoGuide | Callable[
         index.append(c * num_draws + systematic_resample(block, num_draws, rng=rng))
     idx = torch.as_tensor(np.stack(index))  # (chain, draw)
     out = {name: value[idx] for name, value in draws.items()}
-    return ImportanceResult(draws=out, pareto_k=k, ess_is=ess_is, n_proposals=total, log_weights=smoothed)
+    return ImportanceResult(draws=out, pareto_k=k, ess_is=ess_is, n_proposals=total, log_weights=smoothed, proposals=draws)
 
 
 class _RecordingNUTS(NUTS):

@@ -61,8 +61,10 @@ def _stored_kind(attrs: dict[str, Any]) -> str:
 
 def _importance_limit(attrs: dict[str, Any], n_pool: int) -> float | None:
     """1 / (1/ESS_importance + 1/n): the effective size of n draws resampled from weighted proposals."""
+    from nde_lab.prob.diagnostics import resampled_ess
+
     ess_is = attrs.get("ess_importance")
-    return None if ess_is is None else 1.0 / (1.0 / float(ess_is) + 1.0 / n_pool)
+    return None if ess_is is None else resampled_ess(ess_is, n_pool)
 
 
 def _resamples_stored_draws(run: Run) -> bool:

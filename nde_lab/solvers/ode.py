@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -87,16 +88,33 @@ class ODESolverOptions:
 
 @dataclass
 class SolverStats:
-    """Work done by one solve: function evaluations of the forward pass and the steps they imply."""
+    """Work done by one solve, counted exactly (not inferred).
+
+    Attributes:
+        method: the method's name.
+        nfe: vector-field evaluations of the forward solve.
+        steps: accepted steps of the forward solve (fixed-step methods: every step).
+        steps_rejected: rejected (retried) steps of an adaptive forward solve.
+        nfe_backward, steps_backward: the same for the adjoint's backward solve (filled in when
+            `.backward()` runs; 0 without adjoint), which has its own budget of `max_num_steps` steps.
+        status, message: "success" or "failed" with the reason.
+
+    Steps come from torchdiffeq's step callbacks (`callback_step`, `callback_accept_step`,
+    `callback_reject_step` and their `_adjoint` versions), so they are exact for every method.
+    """
 
     method: str
     nfe: int = 0
     steps: int = 0
+    steps_rejected: int = 0
+    nfe_backward: int = 0
+    steps_backward: int = 0
     status: Literal["success", "failed"] = "success"
     message: str = ""
 
     def as_dict(self) -> dict[str, float | int | str]:
-        return {"method": self.method, "nfe": self.nfe, "steps": self.steps, "status": self.status}
+        return {"method": self.method, "nfe": self.nfe, "steps": self.steps, "steps_rejected": self.steps_rejected,
+                "nfe_backward": self.nfe_backward, "steps_backward": self.steps_backward, "status": self.status}
 
 
 @dataclass
@@ -114,26 +132,30 @@ class ODESolution:
     stats: SolverStats = field(default_factory=lambda: SolverStats(method="?"))
 
 
-class _BudgetExhausted(Exception):
-    pass
-
-
 class _CountingField:
-    """Wraps a vector field to count evaluations and to enforce the step budget itself.
+    """Wraps a vector field to count evaluations and steps and to enforce the step budgets itself.
 
     torchdiffeq signals an exhausted budget and a step-size underflow with `assert`, which `python -O`
     strips (an underflow then loops forever); counting here keeps both failures loud under -O too.
+    The forward solve and the adjoint's backward solve are counted and budgeted separately (each
+    `max_num_steps` steps); exhausting either raises `SolverError` (also from inside `.backward()`).
     A plain callable, not an `nn.Module`: the adjoint gets its parameters explicitly, and a module
     call costs microseconds per evaluation that small solves feel.
     """
 
-    __slots__ = ("_last_t", "max_nfe", "nfe", "vector_field")
+    __slots__ = ("_last_t", "adaptive", "backward", "fail", "max_nfe", "max_steps", "stats", "vector_field")
 
-    def __init__(self, vector_field: nn.Module, max_nfe: int) -> None:
-        self.vector_field = vector_field
-        self.max_nfe = max_nfe
-        self.nfe = 0
+    def __init__(self, vector_field: nn.Module, *, max_nfe: int, max_steps: int, stats: SolverStats, adaptive: bool,
+                 fail: Callable[[str, float], SolverError]) -> None:
+        self.vector_field, self.adaptive = vector_field, adaptive
+        self.max_nfe, self.max_steps = max_nfe, max_steps
+        self.stats, self.fail = stats, fail
+        self.backward = False
         self._last_t: Tensor | None = None
+
+    @property
+    def nfe(self) -> int:
+        return self.stats.nfe_backward if self.backward else self.stats.nfe
 
     @property
     def last_t(self) -> float:
@@ -141,11 +163,48 @@ class _CountingField:
         return float("nan") if self._last_t is None else float(self._last_t.detach())
 
     def __call__(self, t: Tensor, y: Tensor) -> Tensor:
-        self.nfe += 1
         self._last_t = t
-        if self.nfe > self.max_nfe:
-            raise _BudgetExhausted
+        if self.backward:
+            self.stats.nfe_backward += 1
+            if self.stats.nfe_backward > self.max_nfe:
+                raise self.fail("adjoint backward solve: evaluation budget exhausted", self.last_t)
+        else:
+            self.stats.nfe += 1
+            if self.stats.nfe > self.max_nfe:
+                raise self.fail("evaluation budget exhausted", self.last_t)
         return self.vector_field(t, y)
+
+    # torchdiffeq's step callbacks (t0, y0, dt): exact step counts for every method
+    def callback_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        if self.stats.steps + self.stats.steps_rejected >= self.max_steps:
+            raise self.fail("step budget exhausted", float(t0))
+        if not self.adaptive:  # fixed-grid solvers only announce steps
+            self.stats.steps += 1
+
+    def callback_step_adjoint(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        if self.stats.steps_backward >= self.max_steps:
+            raise self.fail("adjoint backward solve: step budget exhausted", float(t0))
+        self.stats.steps_backward += 1
+
+
+
+class _AdaptiveCountingField(_CountingField):
+    """`_CountingField` for adaptive methods: accepted and rejected steps come from their own callbacks
+    (fixed-grid solvers have only `callback_step`, and warn about callbacks they do not support)."""
+
+    __slots__ = ()
+
+    def callback_accept_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        self.stats.steps += 1
+
+    def callback_reject_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        self.stats.steps_rejected += 1
+
+    def callback_accept_step_adjoint(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        return None
+
+    def callback_reject_step_adjoint(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        return None
 
 
 def _hint(options: ODESolverOptions) -> str:
@@ -208,10 +267,14 @@ def solve_ode(
     _validate_inputs(y0, t)
     info = options.info
     max_nfe = options.max_num_steps * info.stages + 2 * info.stages + 2
-    counted = _CountingField(vector_field, max_nfe=max_nfe)
+    stats = SolverStats(method=options.method)
+    counted = (_AdaptiveCountingField if info.adaptive else _CountingField)(vector_field, max_nfe=max_nfe, max_steps=options.max_num_steps, stats=stats,
+                             adaptive=info.adaptive, fail=lambda what, t_: _failure(options, what, t_))
     torch_options: dict[str, object] = {}
     if info.adaptive:
-        torch_options["max_num_steps"] = options.max_num_steps
+        # the budget is counted and enforced here (forward and adjoint apart, SolverError on exhaustion);
+        # torchdiffeq's own per-interval check would raise a bare AssertionError inside .backward()
+        torch_options["max_num_steps"] = 2**31 - 1
         if options.step_size is not None:
             torch_options["first_step"] = options.step_size
     else:
@@ -227,12 +290,9 @@ def solve_ode(
     kwargs: dict[str, object] = dict(rtol=options.rtol, atol=options.atol, method=options.method, options=torch_options)
     if options.adjoint:
         kwargs["adjoint_params"] = tuple(p for p in vector_field.parameters() if p.requires_grad)
-    stats = SolverStats(method=options.method)
     try:
         try:
             y = integrate(counted, y0, t, **kwargs)
-        except _BudgetExhausted:
-            raise _failure(options, "step budget exhausted", counted.last_t) from None
         except AssertionError as err:
             text = str(err)
             what = "step budget exhausted" if "max_num_steps" in text else (
@@ -247,17 +307,8 @@ def solve_ode(
     except SolverError as err:
         if throw:
             raise
-        stats.nfe, stats.status, stats.message = counted.nfe, "failed", str(err)
+        stats.status, stats.message = "failed", str(err)
         nan = torch.full((t.shape[0], *y0.shape), float("nan"), dtype=y0.dtype, device=y0.device)
         return ODESolution(t=t, y=nan, stats=stats)
-    stats.nfe = counted.nfe
-    stats.steps = _steps_from_nfe(counted.nfe, info, t, options)
+    counted.backward = True  # from here on (the adjoint's .backward()) evaluations count as backward
     return ODESolution(t=t, y=y, stats=stats)
-
-
-def _steps_from_nfe(nfe: int, info: MethodInfo, t: Tensor, options: ODESolverOptions) -> int:
-    if not info.adaptive:
-        return math.ceil(abs(float(t[-1] - t[0])) / options.step_size - 1e-9)
-    # torchdiffeq's RK solvers spend 2 evaluations on the initial step selection and, being FSAL,
-    # stages - 1 per attempted step (accepted or rejected).
-    return max(0, round((nfe - 2) / max(1, info.stages - 1)))

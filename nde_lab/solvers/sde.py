@@ -153,15 +153,12 @@ class SDESolution:
         return self.y[:, self.finite]
 
 
-class _Budget(Exception):
-    pass
-
-
 class _CountingSDE(nn.Module):
     """Presents `sde` to torchsde, counting drift/diffusion evaluations and enforcing the step budget."""
 
-    def __init__(self, sde: nn.Module, max_calls: int, check_finite: bool) -> None:
+    def __init__(self, sde: nn.Module, max_calls: int, check_finite: bool, fail) -> None:
         super().__init__()
+        self.fail = fail  # (what, t) -> SolverError: raised directly, so the adjoint's backward raises it too
         self.sde = sde
         self.noise_type, self.sde_type = sde.noise_type, sde.sde_type
         self.max_calls, self.check_finite = max_calls, check_finite
@@ -172,11 +169,11 @@ class _CountingSDE(nn.Module):
         self.nfe_f += 1
         if self.nfe_f > self.max_calls:
             self.last_t = float(t)
-            raise _Budget
+            raise self.fail("step budget exhausted", self.last_t)
         out = self.sde.f(t, y)
         if self.check_finite and not bool(torch.isfinite(out).all()):
             self.last_t = float(t)
-            raise _Budget("non-finite drift")
+            raise self.fail("non-finite drift", self.last_t)
         return out
 
     def g(self, t: Tensor, y: Tensor) -> Tensor:
@@ -297,7 +294,8 @@ def solve_sde(
             bm = interval_brownian(t0, t1, size=(batch, m), seed=seed, levy_area_approximation=info.levy_area,
                                    dtype=y0.dtype, device=y0.device)
     calls_per_step = 3 if options.adaptive else 2
-    counted = _CountingSDE(sde, max_calls=calls_per_step * options.max_num_steps + 4, check_finite=options.adaptive)
+    counted = _CountingSDE(sde, max_calls=calls_per_step * options.max_num_steps + 4, check_finite=options.adaptive,
+                           fail=lambda what, t_: _failure(options, method, what, t_))
     stats = SDESolverStats(method=method, seed=seed)
     # torchsde accumulates t + dt in the dtype of t: float32 drifts off the step grid at large t
     # (t ~ 1900 after a few hundred steps), so the solve runs on float64 times. Drift and diffusion
@@ -312,9 +310,6 @@ def solve_sde(
                 y = torchsde.sdeint_adjoint(counted, y0, t_solve, adjoint_params=params, **kwargs)
             else:
                 y = torchsde.sdeint(counted, y0, t_solve, **kwargs)
-        except _Budget as err:
-            what = str(err) or "step budget exhausted"
-            raise _failure(options, method, what, counted.last_t) from None
         except ValueError as err:  # torchsde's own contract checks
             raise SolverError(f"torchsde rejected the solve with method={method!r}: {err}") from None
         finite = torch.isfinite(y).all(dim=2).all(dim=0)
@@ -335,6 +330,7 @@ def solve_sde(
     # adaptive: each attempted step is one full and two half steps; fixed: the grid's steps.
     stats.steps = counted.nfe_f // 3 if options.adaptive else make_grid(t0, t1, options.dt).numel() - 1
     stats.masked_paths = n_bad
+    counted.nfe_f = counted.nfe_g = 0  # the adjoint's backward solve gets its own budget
     return SDESolution(t=t, y=y, finite=finite, stats=stats)
 
 

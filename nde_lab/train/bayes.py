@@ -127,7 +127,7 @@ class BayesTask(LabTask):
                 "observed_data": observed_dataset(prog),
                 "prior": prior,
                 "prior_predictive": prior_pred,
-                "summary": summary_dataset(post).assign_attrs(self._post_attrs),
+                "summary": _cap_ess(summary_dataset(post), self._post_attrs).assign_attrs(self._post_attrs),
             }
             if self._stats is not None:
                 groups["sample_stats"] = sample_stats_dataset(self._stats, attrs=self._post_attrs)
@@ -172,6 +172,18 @@ class BayesTask(LabTask):
             mcse=ds[OBS].std("sample", ddof=1) / np.sqrt(n),
             bands=ds[OBS].quantile(list(quantiles), dim="sample"),
         ).assign_attrs(n_draws=n)
+
+
+def _cap_ess(summary: xr.Dataset, attrs: dict[str, Any]) -> xr.Dataset:
+    """Importance-resampled draws carry at most 1/(1/ESS_importance + 1/n) effective draws: cap `ess_bulk`."""
+    if "ess_importance" not in attrs:
+        return summary
+    from nde_lab.prob.diagnostics import resampled_ess
+
+    limit = resampled_ess(attrs["ess_importance"], int(attrs["n_draws_stored"]))
+    summary["ess_bulk"] = np.minimum(summary["ess_bulk"], limit)
+    summary["ess_bulk"].attrs["note"] = "capped at 1/(1/ESS_importance + 1/n): resampling adds no information"
+    return summary
 
 
 class SVITask(BayesTask):
@@ -274,14 +286,18 @@ class FastPosteriorTask(SVITask):
         num_proposals: importance proposals in total (split into `num_chains` blocks that are resampled
             independently into `num_draws` draws each).
         proposal_df: degrees of freedom of the Student-t proposal.
-        k_threshold: above this Pareto k the run fails rather than store an unreliable posterior.
+        k_threshold: above this Pareto k the run fails rather than store an unreliable posterior; default
+            the sample-size-aware min(1 - 1/log10(S), 0.7) of Vehtari et al. (2024) for S proposals.
+        tail_check: also check every parameter's 1% tails (`nde_lab.prob.diagnostics.tail_check`): a
+            proposal whose tails are too light for the target fails the run (use NUTSTask then), even
+            when Pareto k passes.
     """
 
     model_family = "bayes_fast"
 
     def __init__(self, program: ProbProgram, *, num_particles: int = 32, lr: float = 0.005, num_chains: int = 4,
                  num_draws: int = 1000, num_proposals: int = 16000, proposal_df: float = 8.0,
-                 k_threshold: float = 0.7, laplace_steps: int = 100, dtype: DType = "float64", seed: int = 0, num_prior_draws: int = 500) -> None:
+                 k_threshold: float | None = None, tail_check: bool = True, laplace_steps: int = 100, dtype: DType = "float64", seed: int = 0, num_prior_draws: int = 500) -> None:
         super().__init__(program, guide="AutoMultivariateNormal", elbo="Trace_ELBO", num_particles=num_particles,
                          lr=lr, num_chains=num_chains, num_draws=num_draws, laplace_init=True,
                          laplace_steps=laplace_steps, dtype=dtype,
@@ -289,7 +305,10 @@ class FastPosteriorTask(SVITask):
         if num_proposals < num_chains * num_draws:
             raise RecipeError(f"model.num_proposals ({num_proposals}) must be >= num_chains * num_draws "
                               f"({num_chains * num_draws}).")
-        self.num_proposals, self.proposal_df, self.k_threshold = num_proposals, proposal_df, k_threshold
+        from nde_lab.prob.diagnostics import pareto_k_threshold
+
+        self.num_proposals, self.proposal_df, self.tail_check = num_proposals, proposal_df, tail_check
+        self.k_threshold = pareto_k_threshold(num_proposals) if k_threshold is None else float(k_threshold)
 
     def _finish(self) -> None:
         with _dtype(self.dtype_name):
@@ -303,14 +322,40 @@ class FastPosteriorTask(SVITask):
         self._draws = {k: v[:, keep] for k, v in res.draws.items()}
         self._post_attrs.update(method="svi+psis", guide="AutoMultivariateNormal", pareto_k=float(res.pareto_k),
                                 ess_importance=float(res.ess_is), n_proposals=int(res.n_proposals),
+                                n_draws_stored=int(self.num_chains * self.num_draws),
                                 proposal=f"multivariate Student-t (df={self.proposal_df}) fitted to the guide")
         print(f"nde-lab: importance correction: Pareto k = {res.pareto_k:.3f}, importance ESS = "
               f"{res.ess_is:.0f} of {res.n_proposals} proposals", file=sys.stderr)
+        self._post_attrs["pareto_k_threshold"] = self.k_threshold
         if not res.pareto_k < self.k_threshold:
             self._draws = None
             raise NdeLabError(
-                f"importance correction unreliable: Pareto k = {res.pareto_k:.2f} >= {self.k_threshold}; no posterior is "
-                "written. Train the guide longer (trainer.max_epochs), raise model.num_particles, or use NUTSTask."
+                f"importance correction unreliable: Pareto k = {res.pareto_k:.2f} >= {self.k_threshold:.2f} "
+                f"(min(1 - 1/log10(S), 0.7) for S = {res.n_proposals}); no posterior is written. Train the guide "
+                "longer (trainer.max_epochs), raise model.num_particles, or use NUTSTask."
+            )
+        if self.tail_check:
+            self._check_tails(res)
+
+    def _check_tails(self, res: Any) -> None:
+        """Fail (no posterior written) when the proposal's 1% tails are too light for the target."""
+        from nde_lab.prob.diagnostics import tail_check
+
+        names = self.program.parameter_names
+        columns = [res.proposals[k].reshape(res.n_proposals, -1).double().numpy() for k in names]
+        labels = [f"{k}[{i}]" if c.shape[1] > 1 else k for k, c in zip(names, columns, strict=True) for i in range(c.shape[1])]
+        finite = np.isfinite(res.log_weights)
+        problems = tail_check(np.concatenate(columns, axis=1)[finite], res.log_weights[finite])
+        self._post_attrs["tail_check"] = "failed" if problems else "passed"
+        if problems:
+            self._draws = None
+            named = "; ".join(p.replace(f"column {j} ", f"{labels[j]} ", 1) for p in problems for j in
+                              [int(p.split()[1])])
+            raise NdeLabError(
+                f"tail check failed: the Student-t proposal's tails are too light for the posterior ({named}); "
+                "the importance-resampled tails would be cut, so no posterior is written (Pareto k "
+                f"{res.pareto_k:.2f} passed, which is not enough). Use NUTSTask for this model, or raise "
+                "model.proposal_df's heaviness (a smaller df) and model.num_proposals."
             )
 
 
