@@ -13,8 +13,14 @@ from cli import RECIPES, run_cli
 from scipy import stats
 
 import nde_lab
-import nde_lab.query  # noqa: F401  (registers the Dataset.nde accessor)
-from nde_lab.prob.diagnostics import ess_mean, pareto_k_threshold, psis, resampled_ess, systematic_resample, tail_check
+import nde_lab.query
+from nde_lab.prob.diagnostics import (
+    pareto_k_threshold,
+    psis,
+    resampled_ess,
+    systematic_resample,
+    tail_check,
+)
 
 
 def _ar1(phi: float, chains: int, n: int, seed: int) -> np.ndarray:
