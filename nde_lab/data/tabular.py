@@ -36,20 +36,31 @@ def load_rugged_gdp(path: str | Path | None = None) -> TabularData:
         except OSError as err:
             raise DataError(f"{where}: cannot read the file ({err.strerror}).") from None
     note = " ".join(line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#"))
-    rows = list(csv.DictReader(io.StringIO("\n".join(ln for ln in text.splitlines() if not ln.startswith("#")))))
+    numbered = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if not ln.startswith("#") and ln.strip()]
+    rows = list(csv.DictReader(io.StringIO("\n".join(ln for _, ln in numbered))))
+    line_of = [n for n, _ in numbered[1:]]  # file line of each data row (1-based, header excluded)
     needed = ["cont_africa", "rugged", "rgdppc_2000"]
     if not rows or any(c not in rows[0] for c in needed):
         raise DataError(f"{where}: expected columns {needed}, got {list(rows[0]) if rows else 'no rows'}.")
 
     def column(name: str) -> np.ndarray:
-        try:
-            return np.array([float(r[name]) if r[name] not in ("", "NA") else np.nan for r in rows])
-        except ValueError as err:
-            raise DataError(f"{where}: column {name!r} is not numeric ({err}).") from None
+        values = []
+        for k, r in enumerate(rows):
+            text_value = (r[name] or "").strip()
+            try:
+                value = float(text_value) if text_value not in ("", "NA") else np.nan
+            except ValueError:
+                raise DataError(f"{where}: column {name!r}, line {line_of[k]}: {text_value!r} is not a number.") from None
+            if not np.isfinite(value):
+                raise DataError(f"{where}: column {name!r}, line {line_of[k]}: missing or non-finite value (NaN) "
+                                f"{text_value!r}; drop or impute that row (the likelihood has no missing-data model).")
+            values.append(value)
+        return np.array(values)
 
     africa, rugged, gdp = column("cont_africa"), column("rugged"), column("rgdppc_2000")
-    if (gdp[np.isfinite(gdp)] <= 0).any():
-        raise DataError(f"{where}: rgdppc_2000 must be positive to take its log.")
+    if (gdp <= 0).any():
+        k = int(np.flatnonzero(gdp <= 0)[0])
+        raise DataError(f"{where}: column 'rgdppc_2000', line {line_of[k]}: {gdp[k]:g} must be positive to take its log.")
     x = np.stack([africa, rugged, africa * rugged], axis=1)
     return TabularData(x=x, y=np.log(gdp), feature_names=["cont_africa", "rugged", "cont_africa_x_rugged"],
                        target_name="log_gdp", source=where, attrs={"source_note": note, "units": "log 2000 US$ per capita"})
@@ -68,7 +79,12 @@ class BayesDataModule(L.LightningDataModule, ABC):
 
     @abstractmethod
     def load(self) -> SeriesData | TabularData:
-        """Read and validate the observations (called once, on first access of `observations`)."""
+        """Read and validate the observations (subclasses call `self.validate()` at the end of __init__)."""
+
+    def validate(self) -> None:
+        """Load and validate the observations now, in the constructor, so bad data fails (exit 2, naming
+        the file, column and line) before a run directory exists."""
+        self._obs = self.load()
 
     @property
     def observations(self) -> SeriesData | TabularData:
@@ -89,6 +105,7 @@ class RuggedGDPDataModule(BayesDataModule):
     def __init__(self, path: str | None = None, steps_per_epoch: int = 50) -> None:
         super().__init__(steps_per_epoch=steps_per_epoch)
         self.path = path
+        self.validate()
 
     def load(self) -> TabularData:
         return load_rugged_gdp(self.path)
@@ -100,6 +117,7 @@ class SeriesObservationsDataModule(BayesDataModule):
     def __init__(self, source: SeriesSource | None = None, steps_per_epoch: int = 50) -> None:
         super().__init__(steps_per_epoch=steps_per_epoch)
         self.source = source or HareLynx()
+        self.validate()
 
     def load(self) -> SeriesData:
         s = self.source.load()
