@@ -183,9 +183,9 @@ class OrnsteinUhlenbeck(ParametricSDE):
     def has_exact_transition(self) -> bool:
         return True
 
-    def exact_step(self, y: Tensor, dt: float, z: Tensor) -> Tensor:
-        """Draw X_{t+dt} | X_t = y exactly from standard normals z: y, z (B, D) -> (B, D)."""
-        p = self.constrained()
+    def exact_step(self, y: Tensor, dt: float, z: Tensor, params: Mapping[str, Tensor] | None = None) -> Tensor:
+        """Draw X_{t+dt} | X_t = y exactly from standard normals z: y, z (B, D) -> (B, D) (`params`: precomputed values)."""
+        p = self.constrained() if params is None else params
         decay = torch.exp(-p["theta"] * dt)
         sd = (p["sigma"] ** 2 * -torch.expm1(-2 * p["theta"] * dt) / (2 * p["theta"])).sqrt()
         return p["mu"] + (y - p["mu"]) * decay + sd * z
@@ -247,9 +247,9 @@ class GeometricBrownianMotion(ParametricSDE):
     def has_exact_transition(self) -> bool:
         return True
 
-    def exact_step(self, y: Tensor, dt: float, z: Tensor) -> Tensor:
-        """Draw S_{t+dt} | S_t = y exactly from standard normals z: y, z (B, D) -> (B, D)."""
-        p = self.constrained()
+    def exact_step(self, y: Tensor, dt: float, z: Tensor, params: Mapping[str, Tensor] | None = None) -> Tensor:
+        """Draw S_{t+dt} | S_t = y exactly from standard normals z: y, z (B, D) -> (B, D) (`params`: precomputed values)."""
+        p = self.constrained() if params is None else params
         return y * torch.exp((p["mu"] - p["sigma"] ** 2 / 2) * dt + p["sigma"] * math.sqrt(dt) * z)
 
     def exact(self, y0: Tensor, t: Tensor, w: Tensor) -> Tensor:

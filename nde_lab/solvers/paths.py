@@ -27,8 +27,9 @@ from nde_lab.solvers.sde import SDESolverOptions, solve_sde
 
 __all__ = ["BLOCK", "PathSample", "has_exact_step", "sample_paths"]
 
-#: Paths per seeded block.
-BLOCK = 4096
+#: Paths per seeded block (large enough that per-step Python overhead is negligible, small enough that a
+#: block's normals, BLOCK x T numbers, stay a few tens of MB).
+BLOCK = 32768
 
 
 @dataclass
@@ -36,7 +37,7 @@ class PathSample:
     """Sampled paths and how they were made.
 
     Attributes:
-        y: states (n, T, D), float64; masked (non-finite) paths are NaN.
+        y: states (n, T, D), float64 (a view of a time-major buffer); masked (non-finite) paths are NaN.
         finite: which paths stayed finite, (n,) bool.
         method: "exact" (exact transitions) or the SDE method's name.
         step: the largest step used (0 for exact transitions), in time units.
@@ -78,7 +79,8 @@ def sample_paths(sde: nn.Module, y0: Tensor, times: np.ndarray, *, options: SDES
     """Paths of `sde` from y0 (n, D) observed at `times` (T,), y0 at times[0].
 
     Main arguments:
-        sde: the model; with `exact=True` and an `exact_step` method it is sampled exactly.
+        sde: the model; with `exact=True` and an `exact_step(y, dt, z, params=)` method (and
+            `constrained()` parameter values) it is sampled exactly.
         y0: initial states (n, D) in the model's dtype.
         times: strictly increasing output times (T,).
         options: the solver options (method, dt, on_nonfinite) for models without exact transitions.
@@ -89,25 +91,27 @@ def sample_paths(sde: nn.Module, y0: Tensor, times: np.ndarray, *, options: SDES
     """
     times = _check_times(times)
     n, d = y0.shape
-    out = np.full((n, times.size, d), np.nan)
+    out = np.full((times.size, n, d), np.nan)  # time-major: every step writes one contiguous slab
     finite = np.ones(n, dtype=bool)
     use_exact = exact and has_exact_step(sde)
     dts = np.diff(times)
     m = [max(1, math.ceil(dt / options.dt - 1e-9)) for dt in dts]
     method = "exact" if use_exact else (options.method or ("euler" if sde.sde_type == "ito" else "midpoint"))
-    sample = PathSample(out, finite, method, 0.0 if use_exact else float(max(dt / k for dt, k in zip(dts, m, strict=True))))
+    sample = PathSample(out.transpose(1, 0, 2), finite, method, 0.0 if use_exact else float(max(dt / k for dt, k in zip(dts, m, strict=True))))
     with torch.no_grad():
+        params = {k: v.detach() for k, v in sde.constrained().items()} if use_exact else None  # once, not per step
         for b, start in enumerate(range(0, n, BLOCK)):
             stop = min(n, start + BLOCK)
             y = y0[start:stop]
-            out[start:stop, 0] = y.cpu().numpy()
+            out[0, start:stop] = y.cpu().numpy()
             if use_exact:
-                gen = torch.Generator(device=y.device).manual_seed(_child(seed, b))
+                # numpy's normals are drawn one after another from the stream, so the (rows, T - 1) draws
+                # of path i are the same whatever the block's fill: path i depends on (seed, i) only
+                z_all = np.random.Generator(np.random.PCG64(_child(seed, b))).standard_normal((y.shape[0], dts.size, d))
+                z_all = torch.from_numpy(np.ascontiguousarray(z_all.transpose(1, 0, 2))).to(dtype=y.dtype, device=y.device)
                 for k, dt in enumerate(dts):
-                    # a full block of normals whatever the block's fill: path i's draws depend on (seed, i) only
-                    z = torch.randn((BLOCK, d), generator=gen, dtype=y.dtype, device=y.device)[: y.shape[0]]
-                    y = sde.exact_step(y, float(dt), z)
-                    out[start:stop, k + 1] = y.cpu().numpy()
+                    y = sde.exact_step(y, float(dt), z_all[k], params=params)
+                    out[k + 1, start:stop] = y.cpu().numpy()
                 continue
             alive = np.ones(stop - start, dtype=bool)
             for k, dt in enumerate(dts):
@@ -123,9 +127,9 @@ def sample_paths(sde: nn.Module, y0: Tensor, times: np.ndarray, *, options: SDES
                 y_new = sol.y[-1]
                 ok = sol.finite.cpu().numpy()
                 alive[idx[~ok]] = False
-                out[start + idx[~ok]] = np.nan
+                out[:, start + idx[~ok]] = np.nan
                 y = y_new[ok] if not ok.all() else y_new
-                out[start + idx[ok], k + 1] = y.cpu().numpy()
+                out[k + 1, start + idx[ok]] = y.cpu().numpy()
             finite[start:stop] = alive
     if use_exact:
         sample.steps = int(dts.size)

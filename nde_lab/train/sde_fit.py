@@ -224,7 +224,7 @@ class SDEFitTask(LabTask):
             parameters.attrs["std_error_note"] = "observed information not positive definite at the fit: no standard errors"
         y0 = self._initial_states(datamodule.values, self.n_samples, dtype)
         sol = self.simulate(y0, datamodule.times, self.sampling_seed)
-        paths = paths_dataset(sol.y[sol.finite], datamodule.times, datamodule.state_names,
+        paths = paths_dataset(sol.y if sol.finite.all() else sol.y[sol.finite], datamodule.times, datamodule.state_names,
                               time_units=datamodule.time_units, units=datamodule.units,
                               attrs={"seed": self.sampling_seed, "kind": "simulated from the fitted SDE",
                                      "method": sol.method, "step": sol.step})
@@ -258,7 +258,8 @@ class SDEFitTask(LabTask):
         start = x0 is None and times[0] > t_first + 1e-12  # paths start at the observed initial time
         grid = np.concatenate([[t_first], times]) if start else times
         sol = self.simulate(y0, grid, seed, method)
-        y = sol.y[sol.finite][:, 1:] if start else sol.y[sol.finite]
+        y = sol.y if sol.finite.all() else sol.y[sol.finite]  # no copy when every path is finite
+        y = y[:, 1:] if start else y
         return paths_dataset(y, times, list(obs["state"].values),
                              time_units=obs["time"].attrs.get("units", "1"), units=obs["y"].attrs.get("units", "1"),
                              attrs={"seed": seed, "n_requested": n, "masked_paths": sol.masked_paths,
