@@ -172,8 +172,8 @@ def run(rounds: int = 5) -> list[dict]:
             model = run_.model.sde
             x0 = 0.0 if cls == "OrnsteinUhlenbeck" else 1.0
             for n in (1_000, 10_000, 100_000):
-                timing = _alternate(lambda n=n: run_.sample(n, times=times, x0=x0, seed=1),
-                                    lambda n=n: _hand_exact(model, n, torch.as_tensor(times), 1), rounds)
+                timing = _alternate(lambda n=n, r=run_, x0=x0: r.sample(n, times=times, x0=x0, seed=1),
+                                    lambda n=n, m=model: _hand_exact(m, n, torch.as_tensor(times), 1), rounds)
                 rows.append({"case": f"{cls} run.sample {n} paths x 100 steps", **timing, "target": "<= 1.2",
                              "notes": "exact transitions (default) end to end vs a hand-written torch loop of them"})
         ou_dir = next(p for p in (store / "OrnsteinUhlenbeck").iterdir() if p.is_dir() and not p.name.startswith("."))
