@@ -48,6 +48,11 @@ def main() -> None:
         f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, Python {platform.python_version()}.\n"
         "Times are wall-clock; compare ratios, which transfer between machines better than absolute times.\n"
     )
+    if args.only and OUT.exists():  # keep the other modules' sections as they are
+        kept = {part.split(" ", 1)[0]: "## " + part.rstrip("\n") for part in OUT.read_text().split("\n## ")[1:]}
+        kept.update({sec[3:].split(" ", 1)[0]: sec for sec in sections})
+        sections = [kept[name] for name in dict.fromkeys([*kept, *args.only]) if name in kept]
+        header += f"Sections {', '.join(args.only)} re-run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (`--only`).\n"
     OUT.write_text(header + "\n" + "\n\n".join(sections) + "\n")
     print(f"wrote {OUT}")
 
