@@ -39,7 +39,7 @@ from nde_lab.train.base import LabTask
 if TYPE_CHECKING:
     import lightning as L
 
-    from nde_lab.store.reader import Run
+    from nde_lab.store.schema import RunView as Run
 
 __all__ = ["BayesTask", "FastPosteriorTask", "NUTSTask", "SVITask"]
 
@@ -97,7 +97,7 @@ class BayesTask(LabTask):
         self._bind(observations)
 
     def _bind_from_run(self, run: Run) -> None:
-        obs = run.tree["observed_data"].to_dataset()
+        obs = run.group("observed_data")
         if "time" in obs.dims:
             data = SeriesData(times=obs["time"].values, values=obs[OBS].transpose("time", "state").values,
                               state_names=[str(s) for s in obs["state"].values], source="observed_data")
@@ -138,7 +138,7 @@ class BayesTask(LabTask):
 
     # ---- queries ------------------------------------------------------------------------------------
     def _pick(self, run: Run, n: int, seed: int) -> tuple[xr.Dataset, np.ndarray]:
-        post = run.tree["posterior"].to_dataset().stack(sample=("chain", "draw"))
+        post = run.group("posterior").stack(sample=("chain", "draw"))
         total = post.sizes["sample"]
         if not 1 <= n <= total:
             raise ValueError(f"n must be between 1 and the {total} stored posterior draws, got {n}.")

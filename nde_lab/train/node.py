@@ -18,7 +18,7 @@ from nde_lab.solvers.registry import check_choice
 from nde_lab.train.base import LabTask
 
 if TYPE_CHECKING:
-    from nde_lab.store.reader import Run
+    from nde_lab.store.schema import RunView as Run
 
 __all__ = ["NeuralODETask"]
 
