@@ -33,7 +33,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def jsonable(value: Any, key: str = "attrs") -> Any:
+def jsonable(value: Any, key: str = "") -> Any:
     """`value` as strict JSON data, by one documented rule, or `StoreError` naming the offending key.
 
     Kept: None, bool, int, str, finite float, lists and str-keyed dicts of those. Converted: numpy

@@ -76,7 +76,7 @@ def run_state(location: Location) -> RunState:
         verify(location, manifest, location.files())
         return RunState(location, str(manifest.get("status")), str(manifest.get("failure", "")),
                         str(manifest.get("created", "")), manifest)
-    except Exception as err:  # noqa: BLE001 - a listing reports, never raises, for one bad run
+    except Exception as err:
         return RunState(location, "damaged", f"{type(err).__name__}: {err}")
 
 
@@ -98,7 +98,7 @@ def list_runs(store: str | os.PathLike | Location | None = None) -> pd.DataFrame
                 family = (run / ZARR_NAME / "zarr.json").read_json().get("attributes", {}).get("model_family")
                 if state.status == "complete" and "metrics" in state.manifest.get("groups", []):
                     loss = _final_loss(run)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 state.status, state.reason = "damaged", f"{type(err).__name__}: {err}"
         rows.append({"experiment": experiment, "run_id": state.run_id, "status": state.status, "reason": state.reason,
                      "created": state.created, "model_family": family, "final_loss": loss, "partial": state.partial,

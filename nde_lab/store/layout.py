@@ -12,8 +12,8 @@ from nde_lab.store.location import STORE_ENV, resolve_store
 __all__ = [
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
-    "STORE_ENV",
     "PARTIAL_SUFFIX",
+    "STORE_ENV",
     "ZARR_NAME",
     "new_run_id",
     "partial_name",

@@ -11,6 +11,7 @@ A run killed at any instant is absent, `running`/`dead` (a `.partial` with a loc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -24,7 +25,14 @@ import xarray as xr
 from nde_lab import __version__
 from nde_lab.errors import RunConflictError, StoreError
 from nde_lab.store.attrs import jsonable, library_versions, now_iso
-from nde_lab.store.layout import CHECKPOINT_DIR, CONFIG_FILE, ZARR_NAME, new_run_id, partial_name, validate_name
+from nde_lab.store.layout import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    ZARR_NAME,
+    new_run_id,
+    partial_name,
+    validate_name,
+)
 from nde_lab.store.location import Location, locate
 from nde_lab.store.lock import LOCK, Heartbeat, lock_record
 from nde_lab.store.manifest import MANIFEST, build_manifest
@@ -103,7 +111,7 @@ class RunWriter:
         bucket = self.location.path.split("/", 1)[0]
         try:
             self.location.fs.ls(bucket)
-        except Exception as err:  # noqa: BLE001 - any client error means: not usable as a store
+        except Exception as err:
             raise StoreError(f"store {self.location.url!r} is not reachable ({type(err).__name__}: {err}); check the "
                              "bucket name and AWS_ENDPOINT_URL / credentials.") from err
 
@@ -154,9 +162,9 @@ class RunWriter:
             self.work_dir.mkdir(parents=True)
         lock = self.partial / LOCK
         lock.write_json(record)
-        if not self.location.is_local:  # object stores: last writer wins the PUT; the loser sees it
-            if lock.read_json().get("token") != self.token:
-                raise RunConflictError(f"run {self.final.url} is being written by another writer.")
+        # object stores: the last PUT wins; a writer that reads back another token lost the race
+        if not self.location.is_local and lock.read_json().get("token") != self.token:
+            raise RunConflictError(f"run {self.final.url} is being written by another writer.")
         self._heartbeat = Heartbeat(lock, record).start()
         self.checkpoint_dir.mkdir()
         (self.work_dir / CONFIG_FILE).write_text(recipe_yaml)
@@ -170,10 +178,8 @@ class RunWriter:
 
     def fail(self, reason: str, groups: dict[str, xr.Dataset] | None = None, attrs: dict[str, Any] | None = None) -> Path | Location:
         """Mark the run `failed` with `reason` (keeping what is safe to keep) and publish it."""
-        try:
+        with contextlib.suppress(StoreError):
             self.attrs.update(jsonable(attrs or {}))
-        except StoreError:
-            pass
         self.attrs.update(status="failed", failure=reason, finished=now_iso())
         groups = groups or {}
         try:
