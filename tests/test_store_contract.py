@@ -17,7 +17,7 @@ import xarray as xr
 
 import nde_lab
 from nde_lab.errors import RunConflictError, RunDamagedError, RunNotReadyError, StoreError
-from nde_lab.store import RunWriter, gc, list_runs, run_state, validate_name
+from nde_lab.store import RunWriter, list_runs, run_state, validate_name
 from nde_lab.store.schema import chunks_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def test_altered_metadata_and_chunks_are_refused(tmp_path):
     with pytest.raises(RunDamagedError, match="group 'trajectories', variable 'y'.*checksum"):
         nde_lab.open_run(final2, full_check=True)
     with pytest.raises(Exception, match="[Cc]hecksum|[Cc]orrupt|[Ee]rror"):  # zstd's own checksum at decode
-        nde_lab.open_run(final2).trajectories["y"].values
+        nde_lab.open_run(final2).trajectories["y"].load()
 
 
 def test_latest_is_the_newest_complete_run_by_creation_time(tmp_path):

@@ -70,7 +70,9 @@ class Location:
     def fs(self) -> Any:
         import fsspec
 
-        return fsspec.filesystem(self.protocol)
+        # other processes write the same store: never answer from a cached listing
+        return fsspec.filesystem(self.protocol, use_listings_cache=False) if self.protocol == "s3" \
+            else fsspec.filesystem(self.protocol)
 
     def exists(self) -> bool:
         return bool(self.fs.exists(self.path))
