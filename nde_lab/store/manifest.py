@@ -2,7 +2,8 @@
 
 `manifest.json` at the run's root is written last, in one atomic write (a rename locally, one PUT on
 an object store). It lists every file of the run (config, checkpoint, every Zarr metadata document
-and chunk) with its size and SHA-256, the run's status and its groups. A run without a manifest was
+and chunk) with its size, and the SHA-256 of every file that is not a chunk (chunks are Zstandard
+frames with their own content checksum, checked when decoded), the run's status and its groups. A run without a manifest was
 never committed; a run whose files disagree with its manifest is damaged. Reading trusts only what
 the manifest lists, so files left by an interrupted write (or a later `save`) are invisible.
 """
@@ -26,6 +27,10 @@ UNTRACKED = ("lock.json", ".staging")
 _METADATA = ("zarr.json", "config.yaml")
 
 
+def _is_chunk(rel: str) -> bool:
+    return rel.startswith("run.zarr/") and rel.rsplit("/", 1)[-1] != "zarr.json"
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -44,7 +49,9 @@ def hash_files(root: Path, prefix: str = "") -> dict[str, dict[str, Any]]:
                 continue
             path = Path(folder) / name
             rel = prefix + path.relative_to(root).as_posix()
-            files[rel] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+            files[rel] = {"size": path.stat().st_size}
+            if not _is_chunk(rel):  # chunks carry Zstandard's own content checksum
+                files[rel]["sha256"] = _sha256(path)
     return files
 
 
@@ -81,7 +88,7 @@ def verify(run: Any, manifest: dict[str, Any], listing: dict[str, int], *, full:
         if listing[rel] != entry["size"]:
             raise RunDamagedError(f"run {run.url!r}: {describe(rel)}: object {rel!r} has {listing[rel]} bytes, "
                                   f"the manifest says {entry['size']}.")
-        if full or rel.rsplit("/", 1)[-1] in _METADATA:
+        if "sha256" in entry and (full or rel.rsplit("/", 1)[-1] in _METADATA):
             data = (run / rel).read_bytes()
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
                 raise RunDamagedError(f"run {run.url!r}: {describe(rel)}: object {rel!r} does not match its checksum.")

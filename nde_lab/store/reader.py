@@ -70,12 +70,15 @@ def open_stored(path: str | os.PathLike | Location, *, allow_incomplete: bool = 
         raise RunDamagedError(f"run {location.url!r} has no {MANIFEST}: it was never committed (an interrupted "
                               "write); `nde-lab gc` removes it.")
     verify(location, manifest, location.files(), full=full_check)
+    run = (cls or StoredRun)(location, manifest)
+    if full_check:
+        run.check()
     status = manifest.get("status")
     if status != "complete" and not allow_incomplete:
         reason = f": {manifest.get('failure')}" if manifest.get("failure") else ""
         raise RunNotReadyError(f"run {location.url!r} is {status!r}, not complete{reason}. "
                                "Pass allow_incomplete=True to inspect it anyway.")
-    return (cls or StoredRun)(location, manifest)
+    return run
 
 
 class StoredRun:
@@ -169,9 +172,18 @@ class StoredRun:
             (target / rel).write_bytes((remote / rel).read_bytes())
         return target
 
-    def check(self, *, full: bool = True) -> None:
-        """Check every file against the manifest (with `full`, every chunk's SHA-256 too)."""
-        verify(self.location, self.manifest, self.location.files(), full=full)
+    def check(self) -> None:
+        """Check every file against the manifest and decode every chunk (Zstandard checksums): reads
+        the whole run once; raises `RunDamagedError` naming the group and variable."""
+        verify(self.location, self.manifest, self.location.files(), full=True)
+        for name in self.groups:
+            dataset = self.group(name)
+            for var_name, var in dataset.variables.items():
+                try:
+                    var.load()
+                except Exception as err:
+                    raise RunDamagedError(f"run {self.location.url!r}: group {name!r}, variable {var_name!r}: "
+                                          f"a chunk cannot be decoded ({type(err).__name__}: {err}).") from err
 
     # ---- adding results ---------------------------------------------------------------------------
     def save(self, name: str, dataset: xr.Dataset, attrs: dict[str, Any] | None = None, *, overwrite: bool = False,
