@@ -108,6 +108,12 @@ class Run(StoredRun):
         """Log-density in nats of points `x` of shape (n, dim) -> DataArray of shape (n,)."""
         return self.model.query_log_prob(self, np.asarray(x), **kwargs)
 
+    def to_arviz(self) -> Any:
+        """The run for ArviZ: `InferenceData` on ArviZ 0.2x, a `DataTree` on ArviZ 1.x (`nde_lab.interop`)."""
+        from nde_lab.interop import to_arviz
+
+        return to_arviz(self)
+
     # ---- Monte Carlo queries (each answer carries mcse and n_draws) --------------------------------
     def expect(
         self,

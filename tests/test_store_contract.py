@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +180,22 @@ def test_save_adds_a_group_atomically_with_provenance_and_never_overwrites(tmp_p
     reopened.save("analysis", extra * 2, overwrite=True)
     np.testing.assert_allclose(nde_lab.open_run(final).group("analysis")["p"], [0.2, 0.4])
     assert (final / "run.zarr" / "analysis").is_dir()
-    xr.open_datatree(final / "run.zarr", engine="zarr", consolidated=False)  # plain xarray reads it too
+    with warnings.catch_warnings():  # plain xarray reads the run, consolidated, without a warning
+        warnings.simplefilter("error")
+        plain = xr.open_datatree(final / "run.zarr", engine="zarr")
+    assert set(plain.children) == {"analysis", *_groups()}
+    np.testing.assert_allclose(plain["analysis"]["p"], [0.2, 0.4])
+
+
+def test_groups_open_lazily_with_dask_in_stored_chunks(tmp_path):
+    import dask.array
+
+    run = nde_lab.open_run(_complete(tmp_path))
+    lazy = run.group("trajectories", chunks={})
+    assert isinstance(lazy["y"].data, dask.array.Array) and lazy["y"].data.chunks[1] == (50,)
+    assert float(lazy["y"].mean().compute()) == pytest.approx(float(run.trajectories["y"].mean()))
+    codecs = json.loads((run.path / "run.zarr" / "trajectories" / "y" / "zarr.json").read_text())["codecs"]
+    assert {"name": "zstd", "configuration": {"level": 3, "checksum": True}} in codecs
 
 
 def test_four_writers_on_one_name_one_wins_different_names_all_complete(tmp_path):

@@ -28,7 +28,7 @@ from nde_lab.store.attrs import jsonable, library_versions, now_iso
 from nde_lab.store.layout import ZARR_NAME, validate_name
 from nde_lab.store.location import Location
 from nde_lab.store.lock import is_alive, lock_record
-from nde_lab.store.manifest import MANIFEST, hash_files
+from nde_lab.store.manifest import MANIFEST, ROOT_METADATA, hash_files
 from nde_lab.store.schema import encode_group
 from nde_lab.store.writer import upload
 
@@ -69,6 +69,15 @@ def _save_lock(run: Location) -> Iterator[None]:
             path.unlink(missing_ok=True)
         return
     raise RunConflictError(f"run {run.url!r}: could not take the save lock {path}.")
+
+
+def _consolidate(run: Location) -> None:
+    """Re-consolidate the run's metadata so plain `xr.open_datatree` sees the new group."""
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        zarr.consolidate_metadata((run / ZARR_NAME).zarr_store(read_only=False), zarr_format=3)
 
 
 def save_group(run: Location, name: str, dataset: xr.Dataset, *, attrs: dict[str, Any] | None = None,
@@ -116,6 +125,8 @@ def save_group(run: Location, name: str, dataset: xr.Dataset, *, attrs: dict[str
             else:
                 upload(stage, target, manifest_last=False)
             files.update(hash_files(Path(target.path) if run.is_local else stage, prefix))
+            _consolidate(run)
+            files[ROOT_METADATA] = {"size": len((run / ROOT_METADATA).read_bytes())}
             manifest = {**manifest, "files": files, "groups": sorted({*manifest["groups"], name})}
             (run / MANIFEST).write_json(manifest)
         except StoreError:

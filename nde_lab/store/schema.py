@@ -23,6 +23,7 @@ __all__ = [
     "chunks_for",
     "encode_group",
     "observed_dataset",
+    "split_constant_data",
 ]
 
 #: group name -> (what it holds, its leading dims); the reader, the writer and the docs use this table.
@@ -120,3 +121,20 @@ def observed_dataset(y: np.ndarray, times: np.ndarray, states: list[str], *, tim
         coords={"time": ("time", np.asarray(times, dtype=np.float64), {"units": time_units}), "state": list(states)},
         attrs=attrs or {},
     )
+
+
+#: variables of an observations Dataset that are inputs (covariates), not observed outcomes
+COVARIATES = ("x",)
+
+
+def split_constant_data(observed: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """(`observed_data`, `constant_data`): covariates (`COVARIATES`) go to `constant_data`, as ArviZ
+    expects (its `plot_ppc` and `loo` treat every `observed_data` variable as an outcome)."""
+    inputs = [name for name in COVARIATES if name in observed.data_vars]
+    if not inputs:
+        return observed, None
+    constant = observed[inputs]
+    outcome = observed.drop_vars(inputs)
+    used = {d for var in outcome.data_vars.values() for d in var.dims}
+    unused = [c for c in outcome.coords if not set(outcome[c].dims) & used]
+    return outcome.drop_vars(unused), constant

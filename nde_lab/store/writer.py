@@ -45,12 +45,13 @@ def write_tree(groups: dict[str, xr.Dataset], path: Path | str | Any, attrs: dic
     """Write `groups` as one DataTree in Zarr v3 at `path` (replacing it), root attrs `attrs`.
 
     Attributes must be JSON (see `jsonable`); strings become variable-length UTF-8; every variable
-    gets the schema's chunks and compression (`schema.encode_group`).
+    gets the schema's chunks and compression (`schema.encode_group`). Metadata is consolidated (for
+    plain `xr.open_datatree`; the lab's reader reads each committed group's own metadata).
     """
     tree, encoding = _prepare(groups, attrs)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        tree.to_zarr(path, mode="w", zarr_format=3, consolidated=False, encoding=encoding)
+        tree.to_zarr(path, mode="w", zarr_format=3, consolidated=True, encoding=encoding)
 
 
 def _prepare(groups: dict[str, xr.Dataset], attrs: dict[str, Any]) -> tuple[xr.DataTree, dict[str, Any]]:

@@ -34,6 +34,7 @@ from nde_lab.prob.posterior import (
     summary_dataset,
 )
 from nde_lab.prob.programs import OBS, ProbProgram
+from nde_lab.store.schema import split_constant_data
 from nde_lab.train.base import LabTask
 
 if TYPE_CHECKING:
@@ -102,7 +103,11 @@ class BayesTask(LabTask):
             data = SeriesData(times=obs["time"].values, values=obs[OBS].transpose("time", "state").values,
                               state_names=[str(s) for s in obs["state"].values], source="observed_data")
         else:
-            data = TabularData(x=obs["x"].values, y=obs[OBS].values, feature_names=[str(f) for f in obs["feature"].values],
+            try:  # covariates live in constant_data (runs before issue 8 kept them in observed_data)
+                covariates = run.group("constant_data")
+            except KeyError:
+                covariates = obs
+            data = TabularData(x=covariates["x"].values, y=obs[OBS].values, feature_names=[str(f) for f in covariates["feature"].values],
                                source="observed_data")
         self._bind(data)
 
@@ -124,11 +129,13 @@ class BayesTask(LabTask):
                 "posterior": post,
                 "posterior_predictive": predictive_dataset(prog, flat, shape, seed=self.seed + 2),
                 "log_likelihood": log_likelihood_dataset(prog, flat, shape),
-                "observed_data": observed_dataset(prog),
                 "prior": prior,
                 "prior_predictive": prior_pred,
                 "summary": summary_dataset(post).assign_attrs(self._post_attrs),
             }
+            groups["observed_data"], constant = split_constant_data(observed_dataset(prog))
+            if constant is not None:
+                groups["constant_data"] = constant
             if self._stats is not None:
                 groups["sample_stats"] = sample_stats_dataset(self._stats, attrs=self._post_attrs)
         return groups
