@@ -113,11 +113,14 @@ def encode_group(name: str, dataset: xr.Dataset) -> tuple[xr.Dataset, dict[str, 
 
 
 def observed_dataset(y: np.ndarray, times: np.ndarray, states: list[str], *, time_units: str = "",
-                     dims: tuple[str, ...] = ("time", "state"), attrs: dict[str, Any] | None = None) -> xr.Dataset:
-    """The `observed_data` group for a time series: `y` with `dims` (time, state) or (sample, time,
-    state), `time` with its units, `state` names."""
+                     attrs: dict[str, Any] | None = None) -> xr.Dataset:
+    """A time series as the run layout has it (`observed_data`, `trajectories`): `y` with dims
+    (time, state), or (sample, time, state) for a leading batch dim; `time` with its units; `state`
+    names. Used by every task that stores series."""
+    y = np.asarray(y)
+    dims = ("time", "state") if y.ndim == 2 else ("sample", "time", "state")
     return xr.Dataset(
-        {"y": (dims, np.asarray(y))},
+        {"y": (dims, y)},
         coords={"time": ("time", np.asarray(times, dtype=np.float64), {"units": time_units}), "state": list(states)},
         attrs=attrs or {},
     )
