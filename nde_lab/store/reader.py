@@ -21,7 +21,7 @@ from nde_lab.store.layout import CHECKPOINT_DIR, CONFIG_FILE, PARTIAL_SUFFIX, ZA
 from nde_lab.store.location import Location, locate
 from nde_lab.store.manifest import MANIFEST, verify
 
-__all__ = ["StoredRun", "open_stored", "read_manifest", "resolve_run"]
+__all__ = ["StoredRun", "open_stored", "read_manifest", "resolve_run", "resolve_run_dir"]
 
 
 def read_manifest(run: Location) -> dict[str, Any] | None:
@@ -195,3 +195,18 @@ class StoredRun:
                                    provenance=provenance)
         self.__dict__.pop("tree", None)
         return self.group(name)
+
+
+def resolve_run_dir(path: str | os.PathLike) -> Path | Location:
+    """Compatibility: the run directory of `path` (`latest` resolved), a `Path` for local stores."""
+    location = resolve_run(path)
+    return location.local_path if location.is_local else location
+
+
+def __getattr__(name: str) -> Any:
+    # Compatibility: `Run`, `open_run` and `list_runs` moved above the store (nde_lab.run).
+    if name in {"Run", "open_run", "list_runs"}:
+        import nde_lab.run
+
+        return getattr(nde_lab.run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
