@@ -7,6 +7,8 @@ __all__ = [
     "NdeLabError",
     "QueryError",
     "RecipeError",
+    "RunConflictError",
+    "RunDamagedError",
     "RunNotReadyError",
     "SolverError",
     "StoreError",
@@ -39,3 +41,12 @@ class StoreError(NdeLabError, OSError):
 
 class RunNotReadyError(StoreError):
     """A run was opened that is failed or still running; its status and failure reason are in the message."""
+
+
+class RunDamagedError(StoreError):
+    """A stored run disagrees with its manifest (a missing or altered object); the message names the
+    group and variable."""
+
+
+class RunConflictError(StoreError):
+    """Another writer holds or already created the run (or group) being written."""

@@ -68,7 +68,7 @@ def _importance_limit(attrs: dict[str, Any], n_pool: int) -> float | None:
 
 
 def _resamples_stored_draws(run: Run) -> bool:
-    return str(run.attrs.get("model_family", "")).startswith("bayes") and "posterior" in run.tree.children
+    return str(run.attrs.get("model_family", "")).startswith("bayes") and "posterior" in run.groups
 
 
 def draw_source(run: Run, fn: Statistic | None = None) -> DrawSource:
