@@ -55,23 +55,28 @@ def test_every_answer_is_the_one_result_type_with_provenance(ou_run):
 
 
 @pytest.mark.slow
-def test_ou_mean_and_tail_probability_intervals_cover_over_50_seeds(ou_run):
-    """95% intervals of E[X_T], P(X_T > a) at p = 0.1 and p = 1e-3 (target_mcse) cover at 0.95 +/- 0.04."""
+def test_ou_mean_and_tail_probability_intervals_cover_over_seeds(ou_run):
+    """95% intervals of E[X_T], P(X_T > a) at p = 0.1 and at p = 1e-3 (target_mcse) cover at 0.95 +/- 0.04.
+
+    p = 1e-3 over the issue's 50 seeds; the mean and p = 0.1 (one batch each, cheap) over 100 seeds,
+    since with 50 a correct 95% interval misses the +/- 0.04 band ~10% of the time (binomial sd 0.031).
+    """
     mean, sd, _ = _ou_closed_form(ou_run, T)
     a_rare, a_common = mean + stats.norm.isf(1e-3) * sd, mean + stats.norm.isf(0.1) * sd
-    hits = {"mean": 0, "p=0.1": 0, "p=1e-3": 0}
-    for seed in range(50):
+    covered = {"mean": [], "p=0.1": [], "p=1e-3": []}
+    for seed in range(100):
         kw = dict(times=[0, T], x0=0.0, seed=seed)
         m = ou_run.expect(_x_t, n=2000, batch=2000, **kw)
-        hits["mean"] += float(m.ci_lower) <= mean <= float(m.ci_upper)
+        covered["mean"].append(float(m.ci_lower) <= mean <= float(m.ci_upper))
         p = ou_run.prob(lambda ds: _x_t(ds) > a_common, n=2000, batch=2000, **kw)
-        hits["p=0.1"] += float(p.ci_lower) <= 0.1 <= float(p.ci_upper)
-        rare = ou_run.prob(lambda ds: _x_t(ds) > a_rare, target_mcse=2e-4, batch=5000, **kw)
-        assert rare.attrs["converged"] and float(rare.hits) >= MIN_HITS  # never 0 +/- 0 with converged=True
-        assert float(rare.mcse) > 0 and float(rare.mcse) <= 2e-4
-        hits["p=1e-3"] += float(rare.ci_lower) <= 1e-3 <= float(rare.ci_upper)
-    for name, k in hits.items():
-        assert abs(k / 50 - 0.95) <= 0.04 + 1e-9, (name, k)
+        covered["p=0.1"].append(float(p.ci_lower) <= 0.1 <= float(p.ci_upper))
+        if seed < 50:
+            rare = ou_run.prob(lambda ds: _x_t(ds) > a_rare, target_mcse=2e-4, batch=5000, **kw)
+            assert rare.attrs["converged"] and float(rare.hits) >= MIN_HITS  # never 0 +/- 0 with converged=True
+            assert 0 < float(rare.mcse) <= 2e-4
+            covered["p=1e-3"].append(float(rare.ci_lower) <= 1e-3 <= float(rare.ci_upper))
+    for name, hits in covered.items():
+        assert abs(np.mean(hits) - 0.95) <= 0.04 + 1e-9, (name, np.mean(hits), len(hits))
 
 
 def test_zero_hits_never_reads_as_zero_error(ou_run):
