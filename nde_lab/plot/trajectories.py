@@ -68,7 +68,7 @@ def plot_trajectories(run: Any, *, fig: Figure | None = None) -> Figure:
     states = [str(s) for s in draws["state"].values]
     axes = axes_grid(fig, len(states))
     time = source["time"].values
-    summary = run.group("summary") if "summary" in groups and not dims == ["chain", "draw"] else None
+    summary = run.group("summary") if "summary" in groups and dims != ["chain", "draw"] else None
     for ax, state in zip(axes, states, strict=True):
         d = draws.sel(state=state)
         if not dims:

@@ -139,6 +139,13 @@ class Run:
         """The resolved recipe this run was made from."""
         return yaml.safe_load((self.path / CONFIG_FILE).read_text())
 
+    def plot(self, kind: str | None = None, **kwargs: Any) -> Any:
+        """A matplotlib Figure of this run: `kind` in `nde_lab.plot.KINDS` (trajectories, phase, density,
+        images, training, trace, rank, pair, predictive); default: the family's first picture."""
+        from nde_lab.plot import plot_run
+
+        return plot_run(self, kind, **kwargs)
+
     # ---- the model --------------------------------------------------------------------------------
     @cached_property
     def model(self) -> LabTask:
@@ -221,7 +228,8 @@ class Run:
 
 
 def list_runs(store: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per run in the store: experiment, run_id, status, created, model_family, final_loss, path.
+    """One row per run in the store: experiment, run_id, status, created, model_family, final_loss,
+    the family's headline `metric` and its `value` (nde_lab/headline.py), parent, partial, path.
 
     Runs still being assembled appear with status 'running' and `partial=True`.
     """
@@ -243,23 +251,40 @@ def list_runs(store: str | os.PathLike | None = None) -> pd.DataFrame:
                 "created": attrs.get("created"),
                 "model_family": attrs.get("model_family"),
                 "final_loss": _final_loss(zarr_path) if attrs.get("status") == "complete" else float("nan"),
+                **_headline(zarr_path, attrs),
+                "parent": attrs.get("parent") or attrs.get("resumed_from") or "",
                 "partial": partial,
                 "path": str(run_dir),
             })
-    columns = ["experiment", "run_id", "status", "created", "model_family", "final_loss", "partial", "path"]
+    columns = ["experiment", "run_id", "status", "created", "model_family", "final_loss", "metric", "value", "parent",
+               "partial", "path"]
     return pd.DataFrame(rows, columns=columns)
 
 
+def _headline(zarr_path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The family's headline metric {"metric": label, "value": number} (NaN when the run has none)."""
+    from nde_lab.headline import headline_metric, tree_reader
+
+    try:
+        metric, value = headline_metric(attrs, tree_reader(_open_tree(zarr_path)))
+    except (FileNotFoundError, KeyError, OSError, ValueError):
+        metric, value = "", float("nan")
+    return {"metric": metric, "value": value}
+
+
 def _final_loss(zarr_path: Path) -> float:
-    """The last finite training loss in `metrics` (train_loss, else loss, else the first *_loss)."""
+    """The last finite training objective in `metrics` (train_loss, else loss, else the first *_loss,
+    else train_nll, else minus train_elbo)."""
     try:
         metrics = xr.open_zarr(zarr_path, group="metrics", consolidated=False, zarr_format=3, decode_times=False)
     except (FileNotFoundError, KeyError, OSError, ValueError):
         return float("nan")
     with metrics:
         names = [n for n in ("train_loss", "loss") if n in metrics] or sorted(n for n in metrics if n.endswith("loss"))
+        names = names or [n for n in ("train_nll", "val_nll", "train_elbo", "val_elbo") if n in metrics]
         if not names:
             return float("nan")
-        values = np.asarray(metrics[names[0]].values, dtype=float)
+        sign = -1.0 if names[0].endswith("elbo") else 1.0
+        values = sign * np.asarray(metrics[names[0]].values, dtype=float)
         finite = values[np.isfinite(values)]
         return float(finite[-1]) if finite.size else float("nan")
