@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningCLI
 
 from nde_lab.errors import NdeLabError
@@ -64,7 +65,7 @@ class LabCLI(LightningCLI):
             help="torch intra-op threads (default: $OMP_NUM_THREADS if set, else 1: the lab's small-tensor "
                  "solves run faster on one thread, and oversubscribed threads can be 20x slower)",
         )
-        parser.add_argument("--quiet", type=bool, default=False,
+        parser.add_argument("--quiet", action=ActionYesNo, default=False,
                             help="no progress display and a one-line summary (default: a progress bar on a "
                                  "terminal, plain periodic lines otherwise, and a closing summary)")
 

@@ -38,7 +38,7 @@ def build_store(store: Path, experiments: list[str] | None = None) -> dict[str, 
     results = {}
     for name in experiments or list(TINY_FITS):
         args = ["fit", "--config", str(RECIPES / f"{name}.yaml"), *TINY_FITS[name], "--store", str(store),
-                "--quiet", "true"]
+                "--quiet"]
         err = io.StringIO()
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
             code = main(args)

@@ -80,9 +80,9 @@ def plot_trajectories(run: Any, *, fig: Figure | None = None) -> Figure:
             _draw_bands(ax, time, d, dims, "C0")
         if observed is not None:
             y = observed["y"].sel(state=state)
-            if "sample" in y.dims:  # an observed ensemble: a few paths
-                for k in range(min(_MAX_PATHS, y.sizes["sample"])):
-                    ax.plot(observed["time"].values, y.isel(sample=k).values, color="C1", lw=0.7, alpha=0.8,
+            if "path" in y.dims:  # an observed ensemble: a few paths
+                for k in range(min(_MAX_PATHS, y.sizes["path"])):
+                    ax.plot(observed["time"].values, y.isel(path=k).values, color="C1", lw=0.7, alpha=0.8,
                             label="observed paths" if k == 0 else None)
             else:
                 ax.plot(observed["time"].values, y.values, "o", color="C1", ms=3, label="observed")
@@ -104,7 +104,7 @@ def _latent_paths(run: Any, fig: Figure) -> Figure:
     mask = observed["observed"].values.astype(bool) if "observed" in observed else np.ones(observed.sizes["time"], bool)
     for ax, path in zip(axes, paths, strict=True):
         _draw_bands(ax, pp["time"].values, pp["y"].sel(path=path, state=state), ["sample"], "C0")
-        y = observed["y"].isel(sample=int(path)).sel(state=state).values
+        y = observed["y"].sel(path=path, state=state).values
         t = observed["time"].values
         ax.plot(t[mask], y[mask], "o", color="C1", ms=3, label="observed")
         ax.plot(t[~mask], y[~mask], "x", color="C3", ms=5, label="held out")
