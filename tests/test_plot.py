@@ -43,7 +43,7 @@ def _check_png(path, min_colours: int = 6) -> None:
     assert len(colours) >= min_colours, len(colours)
 
 
-def test_runs_lists_every_family_with_its_headline_metric(store):
+def test_runs_lists_every_family_with_its_headline_metric(store, capsys):
     out = run_cli("runs", store=store)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -56,8 +56,9 @@ def test_runs_lists_every_family_with_its_headline_metric(store):
     assert row.loc["ou_fit", "metric"] == "train NLL" and row.loc["lotka_volterra_bayes", "metric"] == "Pareto k"
     assert row.loc["spiral_node", "metric"] == "full-series MAE"
     # --experiment filters; the table names the same headline as list_runs
-    out = run_cli("runs", "--experiment", "flow_8gaussians", store=store)
-    assert out.returncode == 0 and len(out.stdout.splitlines()) == 2 and "val NLL (nats)" in out.stdout
+    assert nde_lab_main(["runs", "--experiment", "flow_8gaussians", "--store", str(store)]) == 0
+    shown = capsys.readouterr().out
+    assert len(shown.splitlines()) == 2 and "val NLL (nats)" in shown
 
 
 @pytest.mark.parametrize("experiment", list(TINY_FITS))
@@ -98,14 +99,15 @@ def test_phase_portrait_of_the_spiral(store, tmp_path):
     _check_png(tmp_path / "phase.png")
 
 
-def test_plot_command_in_a_subprocess_and_bad_run_names(store, tmp_path):
+def test_plot_command_in_a_subprocess_and_bad_run_names(store, tmp_path, capsys):
     out = run_cli("plot", "ou_fit/latest", "--kind", "training", "-o", str(tmp_path / "t.png"), store=store)
     assert out.returncode == 0, out.stderr[-2000:]
     _check_png(tmp_path / "t.png", min_colours=4)
     for argv in (["show", "no_such_experiment/latest"], ["plot", "ou_fit/no_such_run"], ["show", str(tmp_path)]):
         assert nde_lab_main([*argv, "--store", str(store)]) == 2
-    out = run_cli("plot", "ou_fit/latest", "--kind", "density", store=store)
-    assert out.returncode == 2 and "cannot show kind='density'" in out.stderr and "trajectories" in out.stderr
+    assert nde_lab_main(["plot", "ou_fit/latest", "--kind", "density", "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot show kind='density'" in err and "trajectories" in err
 
 
 def test_sweep_plot_has_a_band_across_seeds():

@@ -72,7 +72,7 @@ def plot_trajectories(run: Any, *, fig: Figure | None = None) -> Figure:
     for ax, state in zip(axes, states, strict=True):
         d = draws.sel(state=state)
         if not dims:
-            ax.plot(time, d.values, color="C0", lw=1.5, label="fitted")
+            ax.plot(time, d.values, color="C0", lw=1.5, label="fitted", zorder=3)
         elif summary is not None and "quantiles" in summary and "sample" not in summary["quantiles"].dims:
             _quantile_band(ax, time, summary["quantiles"].sel(state=state), "C0")
             ax.plot(time, summary["mean"].sel(state=state).values, color="C0", lw=1.5, label="mean")
@@ -85,13 +85,16 @@ def plot_trajectories(run: Any, *, fig: Figure | None = None) -> Figure:
                     ax.plot(observed["time"].values, y.isel(path=k).values, color="C1", lw=0.7, alpha=0.8,
                             label="observed paths" if k == 0 else None)
             else:
-                ax.plot(observed["time"].values, y.values, "o", color="C1", ms=3, label="observed")
+                dense = y.sizes["time"] > 200
+                ax.plot(observed["time"].values, y.values, "o", color="C1", ms=1.5 if dense else 3,
+                        alpha=0.5 if dense else 1.0, label="observed", zorder=2)
         _observed_cut(ax, source["y"].attrs.get("observed_until", source.attrs.get("observed_until")))
         ax.set_title(state)
         ax.set_xlabel(_time_label(source))
         ax.set_ylabel(label(draws if draws.attrs.get("units") or observed is None else observed["y"], "y"))
     axes[0].legend(fontsize="small")
-    fig.suptitle(f"{run.attrs.get('experiment', '')}: fitted trajectory and bands")
+    fig.suptitle(f"{run.attrs.get('experiment', '')}: " + {0: "fitted trajectory", 1: "simulated paths: mean and bands",
+                                                             2: "posterior predictive: median and bands"}[len(dims)])
     return fig
 
 
