@@ -110,6 +110,20 @@ def test_plot_command_in_a_subprocess_and_bad_run_names(store, tmp_path, capsys)
     assert "cannot show kind='density'" in err and "trajectories" in err
 
 
+def test_failed_run_is_listed_shown_with_its_reason_and_has_nothing_to_plot(tmp_path, capsys):
+    from nde_lab.store import RunWriter
+
+    writer = RunWriter(tmp_path, "broken", "r1")
+    writer.begin(recipe_yaml="", seed=0)
+    writer.fail("SolverError: non-finite state at t=3.2")
+    assert nde_lab_main(["runs", "--store", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:3] == ["broken", "r1", "failed"]
+    assert nde_lab_main(["show", str(tmp_path / "broken" / "r1")]) == 0
+    assert "failure    SolverError: non-finite state at t=3.2" in capsys.readouterr().out
+    assert nde_lab_main(["plot", "broken/r1", "--store", str(tmp_path)]) == 2
+    assert "has nothing to plot" in capsys.readouterr().err
+
+
 def test_sweep_plot_has_a_band_across_seeds():
     import xarray as xr
 

@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
         kind = kind if args.kind else ("training" if "training" in kinds else None)
     try:
         fig = plot_run(run, kind)
-    except ValueError as err:
+    except (ValueError, ModuleNotFoundError) as err:
         print(f"nde-lab: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     attrs = run.attrs

@@ -26,7 +26,10 @@ def _small_vars(posterior: xr.Dataset) -> list[str]:
 def plot_posterior(run: Any, kind: Literal["trace", "rank", "pair"] = "trace", *, fig: Figure | None = None) -> Figure:
     """ArviZ's trace (density and draws per chain), rank (rank histograms per chain) or pair plot of the
     posterior's first few small parameters."""
-    import arviz as az
+    try:
+        import arviz as az
+    except ImportError as err:
+        raise ModuleNotFoundError("trace, rank and pair plots need ArviZ: pip install 'nde-lab[arviz]'.") from err
 
     posterior = run.group("posterior")
     names = _small_vars(posterior)
