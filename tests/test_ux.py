@@ -92,3 +92,12 @@ def test_no_arguments_prints_the_usage_and_exits_2():
     from nde_lab.commands import main
 
     assert main([]) == 2
+
+
+def test_benchmark_table_has_the_startup_ratio_rows():
+    """docs/benchmarks.md (written by benchmarks/bench_startup.py) shows the light commands under 1/3 of a fit."""
+    text = (REPO / "docs" / "benchmarks.md").read_text()
+    section = text[text.index("## bench_startup"):]
+    for command in ("nde-lab --help", "nde-lab runs --store S"):
+        row = next(line for line in section.splitlines() if line.startswith(f"| {command} |"))
+        assert float(row.split("|")[3]) < 1 / 3, row
