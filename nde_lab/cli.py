@@ -15,7 +15,7 @@ from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningCLI
 
 from nde_lab.errors import NdeLabError
-from nde_lab.store.restore import LAST_CHECKPOINT
+from nde_lab.restore import LAST_CHECKPOINT
 from nde_lab.store.writer import RunWriter
 from nde_lab.train.base import LabTask
 from nde_lab.train.metrics import MetricsRecorder

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-__all__ = ["HEADLINES", "Headline", "headline_metric", "headline_numbers", "parameter_estimates", "tree_reader"]
+__all__ = ["HEADLINES", "Headline", "headline_metric", "headline_numbers", "parameter_estimates", "run_reader"]
 
 #: reads one group of a run as a Dataset, or None when the run has no such group
 GroupReader = Callable[[str], "xr.Dataset | None"]
@@ -132,6 +132,7 @@ def parameter_estimates(group: GroupReader) -> dict[str, tuple[float, float]]:
     return out
 
 
-def tree_reader(tree: xr.DataTree) -> GroupReader:
-    """A `GroupReader` over an opened run tree (`Run.tree`)."""
-    return lambda name: tree[name].to_dataset() if name in tree.children else None
+def run_reader(run: Any) -> GroupReader:
+    """A `GroupReader` over an opened run (anything with `groups` and `group(name)`, e.g. `open_run(...)`)."""
+    groups = set(run.groups)
+    return lambda name: run.group(name) if name in groups else None

@@ -14,11 +14,11 @@ def _fmt(value: float) -> str:
 def closing_summary(run_dir: str | Path, *, wall_time_s: float | None = None) -> str:
     """A few lines describing the settled run at `run_dir` (read back from the store)."""
     import nde_lab
-    from nde_lab.headline import headline_numbers, parameter_estimates, tree_reader
+    from nde_lab.headline import headline_numbers, parameter_estimates, run_reader
 
     run = nde_lab.open_run(run_dir, allow_incomplete=True)
     attrs = run.attrs
-    reader = tree_reader(run.tree)
+    reader = run_reader(run)
     status = str(attrs.get("status"))
     head = f"nde-lab: run {status}: {run.path}"
     lines = [head]

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("nde_lab.commands.runs", "list the runs in the store: status, family, headline metric, parent"),
     "show": ("nde_lab.commands.show", "describe one run: headline numbers, groups, metrics, lineage, failure"),
     "plot": ("nde_lab.commands.plot", "write a PNG of a run (trajectories, density, posterior, training, ...)"),
+    "gc": ("nde_lab.commands.gc", "remove dead leftovers of interrupted runs and saves from the store"),
 }
 
 #: the LightningCLI subcommands (each makes a run in the store)

@@ -9,7 +9,8 @@ import sys
 __all__ = ["main", "runs_table"]
 
 _COLUMNS = {"experiment": "experiment", "run_id": "run", "status": "status", "created": "created",
-            "model_family": "family", "metric": "headline metric", "value": "value", "parent": "parent"}
+            "model_family": "family", "metric": "headline metric", "value": "value", "parent": "parent",
+            "reason": "reason"}
 
 
 def runs_table(store: str | None = None, experiment: str | None = None) -> str:

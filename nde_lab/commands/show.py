@@ -24,10 +24,10 @@ def describe(run: Any) -> str:
     """The text `nde-lab show` prints for an opened run."""
     import numpy as np
 
-    from nde_lab.headline import headline_numbers, parameter_estimates, tree_reader
+    from nde_lab.headline import headline_numbers, parameter_estimates, run_reader
 
     attrs = run.attrs
-    reader = tree_reader(run.tree)
+    reader = run_reader(run)
     lines = [f"run        {run.path}", f"status     {attrs.get('status')}"]
     if attrs.get("failure"):
         lines.append(f"failure    {attrs['failure']}")
@@ -46,14 +46,14 @@ def describe(run: Any) -> str:
             lines.append(f"  {key:<11} {attrs[key]}")
     lines.append(f"  subcommand  {attrs.get('subcommand', '')}, seed {attrs.get('seed')}, nde-lab {attrs.get('nde_lab_version')}")
     lines += ["", "groups"]
-    for name, node in sorted(run.tree.children.items()):
-        ds = node.to_dataset()
+    for name in sorted(run.groups):
+        ds = run.group(name)
         dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
         lines.append(f"  {name} ({dims})")
         for var, da in ds.data_vars.items():
             units = f" [{da.attrs['units']}]" if da.attrs.get("units") else ""
             lines.append(f"      {var}{units} {tuple(da.dims)}")
-    if "metrics" in run.tree.children:
+    if "metrics" in run.groups:
         metrics = run.group("metrics")
         lines += ["", f"metrics ({metrics.sizes.get('epoch', 0)} records: first -> last, min)"]
         for var in sorted(metrics.data_vars):

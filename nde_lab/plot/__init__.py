@@ -63,12 +63,12 @@ DEFAULT_KINDS: dict[str, str] = {
 
 
 def _has_time(run: Any) -> bool:
-    return "observed_data" in run.tree.children and "time" in run.group("observed_data").dims
+    return "observed_data" in run.groups and "time" in run.group("observed_data").dims
 
 
 def available_kinds(run: Any) -> list[str]:
     """The kinds of picture this run has the groups for."""
-    groups = set(run.tree.children)
+    groups = set(run.groups)
     kinds = [k for k, (_, needs) in KINDS.items() if set(needs) <= groups]
     if not _has_time(run):
         kinds = [k for k in kinds if k not in ("trajectories", "phase")]
@@ -91,7 +91,7 @@ def plot_run(run: Any, kind: str | None = None, **kwargs: Any) -> Figure:
         default = DEFAULT_KINDS.get(str(run.attrs.get("model_family")))
         kind = default if default in kinds else ("training" if "training" in kinds else (kinds or [None])[0])
         if kind is None:
-            raise ValueError(f"run {str(run.path)!r} has nothing to plot (groups: {sorted(run.tree.children)}).")
+            raise ValueError(f"run {str(run.path)!r} has nothing to plot (groups: {sorted(run.groups)}).")
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is not a plot kind; must be one of {', '.join(KINDS)}.")
     if kind not in kinds:

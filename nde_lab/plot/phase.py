@@ -38,7 +38,7 @@ def plot_phase(run: Any, *, fig: Figure | None = None) -> Figure:
     traj = run.group("trajectories")["y"]
     if traj.sizes.get("state") != 2 or "sample" in traj.dims:
         raise ValueError("a phase portrait needs a deterministic 2-D trajectory (neural ODE with two states).")
-    observed = run.group("observed_data")["y"] if "observed_data" in run.tree.children else None
+    observed = run.group("observed_data")["y"] if "observed_data" in run.groups else None
     points = traj.values if observed is None else np.concatenate([traj.values, observed.values])
     lo, hi = points.min(axis=0), points.max(axis=0)
     pad = 0.1 * (hi - lo)

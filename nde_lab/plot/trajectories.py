@@ -49,7 +49,7 @@ def plot_trajectories(run: Any, *, fig: Figure | None = None) -> Figure:
     """One panel per state (per held-out path for latent SDEs): the observed data as points, the fitted
     trajectory (deterministic models) or the median of the stored draws, 90% and 50% bands, and the
     extrapolated region shaded. Units come from the stored `units` attrs."""
-    groups = set(run.tree.children)
+    groups = set(run.groups)
     fig = fig or new_figure(9.0, 3.6)
     if "posterior_predictive" in groups and "path" in run.group("posterior_predictive").dims:
         return _latent_paths(run, fig)
