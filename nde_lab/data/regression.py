@@ -7,7 +7,7 @@ from typing import Literal
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from nde_lab.solvers.registry import check_choice
 
@@ -41,6 +41,19 @@ def regression_data(
     return x.to(dtype), y.to(dtype)
 
 
+class _FullBatch(Dataset):
+    """The whole training set as every item (`n` items): full-batch gradient descent."""
+
+    def __init__(self, x: Tensor, y: Tensor, n: int) -> None:
+        self.x, self.y, self.n = x, y, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.x, self.y
+
+
 class RegressionDataModule(L.LightningDataModule):
     """Synthetic regression data: `n_train` training and `n_test` test points (see `regression_data`).
 
@@ -52,6 +65,8 @@ class RegressionDataModule(L.LightningDataModule):
         batch_size: minibatch size; None serves the whole training set as one batch (full-batch
             gradient descent: one optimizer step per epoch).
         seed: seed of the data (independent of the network's seed).
+        steps_per_epoch: full-batch mode only: the whole training set is served this many times per
+            epoch (so one epoch is `steps_per_epoch` gradient-descent steps; saves per-epoch overhead).
     """
 
     def __init__(
@@ -64,8 +79,12 @@ class RegressionDataModule(L.LightningDataModule):
         noise: float = 0.0,
         batch_size: int | None = None,
         seed: int = 0,
+        steps_per_epoch: int = 1,
     ) -> None:
         super().__init__()
+        if steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}.")
+        self.steps_per_epoch = steps_per_epoch
         if n_train < 1 or n_test < 1 or n_in < 1 or noise < 0 or (batch_size is not None and batch_size < 1):
             raise ValueError(f"RegressionDataModule needs n_train, n_test, n_in, batch_size >= 1 and noise >= 0; got "
                              f"n_train={n_train}, n_test={n_test}, n_in={n_in}, batch_size={batch_size}, noise={noise}.")
@@ -84,9 +103,10 @@ class RegressionDataModule(L.LightningDataModule):
         return self.x_train[:n]
 
     def train_dataloader(self) -> DataLoader:
-        size = self.batch_size or len(self.x_train)
+        if self.batch_size is None:  # full-batch gradient descent, steps_per_epoch steps per epoch
+            return DataLoader(_FullBatch(self.x_train, self.y_train, self.steps_per_epoch), batch_size=None)
         gen = torch.Generator().manual_seed(0)
-        return DataLoader(TensorDataset(self.x_train, self.y_train), batch_size=size, shuffle=self.batch_size is not None,
+        return DataLoader(TensorDataset(self.x_train, self.y_train), batch_size=self.batch_size, shuffle=True,
                           generator=gen)
 
     def val_dataloader(self) -> DataLoader:

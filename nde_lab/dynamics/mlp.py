@@ -119,7 +119,7 @@ class MLP(ScaledLinears, nn.Module):
         if n_in < 1 or n_out < 1 or width < 1 or depth < 1:
             raise ValueError(f"MLP needs n_in, n_out, width, depth >= 1; got {n_in}, {n_out}, {width}, {depth}.")
         check_choice("activation", activation, _FUNCTIONAL, error=ValueError)
-        self.n_in, self.n_out, self.width, self.depth = n_in, n_out, width, depth
+        self.n_in, self.n_out, self.width, self.depth, self.activation = n_in, n_out, width, depth, activation
         self.net = nn.Sequential(*[nn.Linear(n_in if i == 0 else width, width) for i in range(depth)],
                                  nn.Linear(width, n_out))
         self._activation = _FUNCTIONAL[activation]

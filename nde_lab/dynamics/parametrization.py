@@ -68,8 +68,10 @@ def layer_scales(
             scales.append(LayerScale(1 / math.sqrt(fan_in), 1.0, 1.0, 1.0, 1.0, 1.0))
         elif parametrization == "mean_field":
             lr = float(n) if sgd else 1.0
-            mult = 1 / n if kind == "output" else 1 / math.sqrt(fan_in)
-            scales.append(LayerScale(mult, 1.0, lr, 1.0, 1.0, lr))
+            if kind == "output":  # f = (1/n) sum_i a_i phi(h_i) + b/n
+                scales.append(LayerScale(1 / n, 1.0, lr, 1 / n, 1.0, lr))
+            else:
+                scales.append(LayerScale(1 / math.sqrt(fan_in), 1.0, lr, 1.0, 1.0, lr))
         else:  # mup
             if kind == "input":
                 lr = m if sgd else 1.0

@@ -11,7 +11,7 @@ from torch.func import functional_call
 
 from nde_lab.dynamics.base import VectorField
 
-__all__ = ["as_function", "flat_params", "resolve_network", "training_set", "unflatten"]
+__all__ = ["as_function", "flat_params", "lr_factors", "multipliers", "resolve_network", "training_set", "unflatten"]
 
 
 def resolve_network(obj: Any, module: str | None = None) -> nn.Module:
@@ -91,3 +91,24 @@ def training_set(obj: Any) -> tuple[Tensor, Tensor]:
     if not hasattr(obj, "train_tensors"):
         raise ValueError(f"{type(obj).__name__} does not serve a full training set (train_tensors()); pass x, y.")
     return obj.train_tensors()
+
+
+def lr_factors(net: nn.Module, *, optimizer: str = "sgd") -> dict[str, float]:
+    """Per-parameter learning-rate factors of the network's parametrisation (1 for a plain module)."""
+    factors = {name: 1.0 for name, _ in net.named_parameters()}
+    if hasattr(net, "parameter_groups"):
+        by_id = {id(p): g["lr"] for g in net.parameter_groups(1.0, optimizer=optimizer) for p in g["params"]}
+        factors = {name: by_id.get(id(p), 1.0) for name, p in net.named_parameters()}
+    return factors
+
+
+def multipliers(net: nn.Module) -> dict[str, float]:
+    """Forward multiplier of each parameter tensor (the effective weight is multiplier * tensor)."""
+    mults = {name: 1.0 for name, _ in net.named_parameters()}
+    linears, layer_mults = getattr(net, "_linears", None), getattr(net, "_mults", None)
+    if linears is not None and layer_mults is not None:
+        by_id = {}
+        for layer, (mw, mb) in zip(linears, layer_mults):
+            by_id[id(layer.weight)], by_id[id(layer.bias)] = mw, mb
+        mults = {name: by_id.get(id(p), 1.0) for name, p in net.named_parameters()}
+    return mults

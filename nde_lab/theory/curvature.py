@@ -16,7 +16,7 @@ import torch
 import xarray as xr
 from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jvp
+from torch.func import functional_call
 
 from nde_lab.theory._common import flat_params, resolve_network, unflatten
 
@@ -31,25 +31,34 @@ def half_mse(predicted: Tensor, target: Tensor) -> Tensor:
 
 class HessianOperator(LinearOperator):
     """The Hessian of L(theta) = loss(net_theta(x), y) at the network's current parameters, as a
-    symmetric scipy `LinearOperator` on float64 vectors; `matvec` is an exact HVP (forward-over-reverse)."""
+    symmetric scipy `LinearOperator` on float64 vectors.
+
+    `matvec` is an exact HVP (Pearlmutter 1994) by double backward: the gradient graph is built once
+    (create_graph) and every product is one more backward pass through it.
+    """
 
     def __init__(self, net: nn.Module, x: Tensor, y: Tensor,
                  loss: Callable[[Tensor, Tensor], Tensor] = half_mse) -> None:
         self.params = flat_params(net)
-        self.theta = torch.cat([p.reshape(-1) for p in self.params.values()])
+        self.theta = torch.cat([p.reshape(-1) for p in self.params.values()]).clone().requires_grad_(True)
         self.dtype_torch = self.theta.dtype
 
         def objective(theta: Tensor) -> Tensor:
             return loss(functional_call(net, unflatten(theta, self.params), (x,)), y)
 
         self.objective = objective
-        self._grad = grad(objective)
+        with torch.enable_grad():
+            self.value = objective(self.theta)
+            (self._gradient,) = torch.autograd.grad(self.value, self.theta, create_graph=True)
         self.n_matvec = 0
         super().__init__(dtype=np.float64, shape=(self.theta.numel(), self.theta.numel()))
 
     def hvp(self, v: Tensor) -> Tensor:
+        """H v for a flat vector v (n_params,)."""
         self.n_matvec += 1
-        return jvp(self._grad, (self.theta,), (v.to(self.dtype_torch),))[1]
+        with torch.enable_grad():
+            (out,) = torch.autograd.grad(self._gradient, self.theta, v.to(self.dtype_torch), retain_graph=True)
+        return out
 
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         return self.hvp(torch.from_numpy(np.ascontiguousarray(v).reshape(-1))).double().numpy()

@@ -15,27 +15,32 @@ import xarray as xr
 from torch import Tensor, nn
 from torch.func import jacrev, jvp, vjp, vmap
 
-from nde_lab.theory._common import as_function, flat_params, resolve_network
+from nde_lab.theory._common import as_function, flat_params, lr_factors, resolve_network
 
 __all__ = ["empirical_ntk", "flow_map_ntk", "kernel_dataset", "ntk", "relative_drift"]
 
 
 def empirical_ntk(net: nn.Module, x1: Tensor, x2: Tensor | None = None, *,
-                  method: Literal["jacobian", "ntk_vps"] = "jacobian", time: float = 0.0) -> Tensor:
+                  method: Literal["jacobian", "ntk_vps"] = "jacobian", time: float = 0.0,
+                  lr_weighted: bool = False) -> Tensor:
     """Theta[n, m, a, b] = sum_p d f_a(x1_n)/d p  d f_b(x2_m)/d p, shape (N1, N2, O, O).
 
     Args:
         net: any module mapping a batch (B, d) to (B, O) (a `VectorField` is taken at time `time`).
         x1, x2: inputs (N1, d), (N2, d); x2 defaults to x1.
         method: "jacobian" (vmap over jacrev, then contract) or "ntk_vps" (vjp/jvp products).
+        lr_weighted: weight each parameter by its parametrisation's learning-rate factor c_p,
+            Theta = sum_p c_p J_p J_p^T: the kernel that drives function-space gradient descent
+            (needed under muP/mean-field, whose per-layer rates differ).
     """
     x2 = x1 if x2 is None else x2
     fn = as_function(net, time=time)
     params = flat_params(net)
+    factors = lr_factors(net) if lr_weighted else dict.fromkeys(params, 1.0)
     if method == "jacobian":
         j1 = vmap(jacrev(fn), (None, 0))(params, x1)
         j2 = j1 if x2 is x1 else vmap(jacrev(fn), (None, 0))(params, x2)
-        return sum(torch.einsum("naf,mbf->nmab", j1[k].flatten(2), j2[k].flatten(2)) for k in params)
+        return sum(factors[k] * torch.einsum("naf,mbf->nmab", j1[k].flatten(2), j2[k].flatten(2)) for k in params)
     if method != "ntk_vps":
         raise ValueError(f"method must be 'jacobian' or 'ntk_vps', got {method!r}.")
 
@@ -43,7 +48,9 @@ def empirical_ntk(net: nn.Module, x1: Tensor, x2: Tensor | None = None, *,
         out, vjp_fn = vjp(lambda p: fn(p, a), params)
 
         def column(vec: Tensor) -> Tensor:
-            return jvp(lambda p: fn(p, b), (params,), vjp_fn(vec))[1]
+            (tangent,) = vjp_fn(vec)
+            tangent = {k: factors[k] * t for k, t in tangent.items()}
+            return jvp(lambda p: fn(p, b), (params,), (tangent,))[1]
 
         return vmap(column)(torch.eye(out.numel(), dtype=out.dtype))
 
@@ -95,12 +102,12 @@ def kernel_dataset(kernel: Tensor, *, name: str = "ntk") -> xr.Dataset:
 
 
 def ntk(obj: Any, inputs: Tensor | np.ndarray, *, module: str | None = None,
-        method: Literal["jacobian", "ntk_vps"] = "jacobian") -> xr.Dataset:
+        method: Literal["jacobian", "ntk_vps"] = "jacobian", lr_weighted: bool = False) -> xr.Dataset:
     """Empirical NTK of a network (an `nn.Module`, a task or an opened `Run`) at `inputs` (N, d)."""
     net = resolve_network(obj, module)
     dtype = next(net.parameters()).dtype
     x = torch.as_tensor(np.asarray(inputs), dtype=dtype)
-    return kernel_dataset(empirical_ntk(net, x, method=method))
+    return kernel_dataset(empirical_ntk(net, x, method=method, lr_weighted=lr_weighted))
 
 
 def relative_drift(kernel: Tensor | np.ndarray, reference: Tensor | np.ndarray) -> float:
