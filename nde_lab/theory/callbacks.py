@@ -105,7 +105,8 @@ class NTKProbe(TheoryProbe):
         x = self.data(trainer)[0][: self.n_inputs].to(pl_module.device)
         kernel = empirical_ntk(net, x, lr_weighted=self.lr_weighted).detach().double().cpu()
         n, _, o, _ = kernel.shape
-        eig = torch.linalg.eigvalsh(kernel.permute(0, 2, 1, 3).reshape(n * o, n * o)).flip(0)
+        matrix = kernel.permute(0, 2, 1, 3).reshape(n * o, n * o)
+        eig = torch.linalg.eigvalsh(matrix).flip(0) if torch.isfinite(matrix).all() else torch.full((n * o,), torch.nan)
         if not self.rows and getattr(net, "parametrization", None) == "ntk" and getattr(net, "activation", None) in (
                 "relu", "erf"):
             self.inputs = x.double().cpu().numpy()

@@ -72,10 +72,15 @@ class HessianOperator(LinearOperator):
 
 
 def lanczos_top(op: LinearOperator, k: int = 5, *, tol: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The k largest (algebraic) eigenvalues, descending, and their residuals ||H v - lambda v|| (unit v)."""
+    """The k largest (algebraic) eigenvalues, descending, and their residuals ||H v - lambda v|| (unit v).
+
+    NaN for a Hessian taken where the loss or its gradient is not finite (a diverged run).
+    """
     n = op.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, {n - 1}] for a Hessian of size {n}, got {k}.")
+    if isinstance(op, HessianOperator) and not bool(torch.isfinite(op._gradient).all()):
+        return np.full(k, np.nan), np.full(k, np.nan)  # diverged training: no curvature to report
     v0 = np.random.default_rng(seed).standard_normal(n)
     values, vectors = eigsh(op, k=k, which="LA", tol=tol, v0=v0)
     order = np.argsort(values)[::-1]
