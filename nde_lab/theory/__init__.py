@@ -11,11 +11,11 @@ from __future__ import annotations
 from nde_lab._lazy import lazy_exports
 
 _EXPORTS = {
-    "empirical_ntk": "nde_lab.theory.ntk",
-    "flow_map_ntk": "nde_lab.theory.ntk",
-    "kernel_dataset": "nde_lab.theory.ntk",
-    "ntk": "nde_lab.theory.ntk",
-    "relative_drift": "nde_lab.theory.ntk",
+    "empirical_ntk": "nde_lab.theory.tangent_kernel",
+    "flow_map_ntk": "nde_lab.theory.tangent_kernel",
+    "kernel_dataset": "nde_lab.theory.tangent_kernel",
+    "ntk": "nde_lab.theory.tangent_kernel",
+    "relative_drift": "nde_lab.theory.tangent_kernel",
     "infinite_width_kernels": "nde_lab.theory.kernels",
     "HessianOperator": "nde_lab.theory.curvature",
     "half_mse": "nde_lab.theory.curvature",

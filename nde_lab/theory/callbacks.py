@@ -18,7 +18,7 @@ from torch import Tensor
 from nde_lab.theory._common import multipliers, resolve_network
 from nde_lab.theory.curvature import HessianOperator, hessian_spectrum, hutchinson_trace, lanczos_top
 from nde_lab.theory.kernels import infinite_width_kernels
-from nde_lab.theory.ntk import empirical_ntk, relative_drift
+from nde_lab.theory.tangent_kernel import empirical_ntk, relative_drift
 
 __all__ = ["HessianProbe", "NTKProbe", "TheoryProbe", "WeightChangeProbe"]
 
