@@ -25,7 +25,7 @@ def _explicit_jacobian(net: nn.Module, call) -> torch.Tensor:
 
     def of_theta(flat: torch.Tensor) -> torch.Tensor:
         params, start = {}, 0
-        for name, shape in zip(names, shapes):
+        for name, shape in zip(names, shapes, strict=True):
             size = int(np.prod(shape))
             params[name] = flat[start:start + size].view(shape)
             start += size
@@ -119,7 +119,7 @@ def test_standard_parametrization_is_the_plain_mlp_bit_for_bit():
 def test_abc_table_mup_equals_gaussian_standard_at_base_width_and_scales_with_width():
     base = layer_scales("standard", [3, 64, 64])
     mup = layer_scales("mup", [3, 64, 64], base_width=64)
-    assert all(abs(b.weight_std * b.weight_mult - m.weight_std * m.weight_mult) < 1e-15 for b, m in zip(base, mup))
+    assert all(abs(b.weight_std * b.weight_mult - m.weight_std * m.weight_mult) < 1e-15 for b, m in zip(base, mup, strict=True))
     assert [m.weight_lr for m in mup] == [1.0, 1.0, 1.0]
     wide = layer_scales("mup", [3, 256, 256], base_width=64)
     assert [s.weight_lr for s in wide] == [4.0, 1.0, 4.0] and wide[-1].weight_mult == 0.25

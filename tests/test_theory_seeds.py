@@ -10,7 +10,13 @@ from cli import RECIPES
 
 from nde_lab.data import regression_data
 from nde_lab.dynamics import MLP
-from nde_lab.theory import align_hidden_units, function_distances, loss_barrier, pruning_curve, seed_robustness
+from nde_lab.theory import (
+    align_hidden_units,
+    function_distances,
+    loss_barrier,
+    pruning_curve,
+    seed_robustness,
+)
 from nde_lab.theory.curvature import half_mse
 from nde_lab.theory.seeds import interpolate, parameter_distance
 

@@ -21,7 +21,7 @@ def _grid(point: RecipePoint, dims: dict[str, list], read, keys: dict[str, str])
     shape = [len(dims[n]) for n in names]
     values = np.empty(shape)
     for index in np.ndindex(*shape):
-        setting = {n: dims[n][i] for n, i in zip(names, index)}
+        setting = {n: dims[n][i] for n, i in zip(names, index, strict=True)}
         overrides = {keys[n]: v for n, v in setting.items() if n != "seed"}
         values[index] = read(point.fit(overrides, seed=setting.get("seed")))
     return xr.DataArray(values, dims=names, coords=dims)

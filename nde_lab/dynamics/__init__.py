@@ -14,12 +14,12 @@ from nde_lab.dynamics.sde_parametric import (
 
 __all__ = [
     "ACTIVATIONS",
+    "MLP",
     "SDE",
     "GeometricBrownianMotion",
     "LatentSDEModel",
     "LinearVectorField",
     "LotkaVolterra",
-    "MLP",
     "MLPVectorField",
     "NeuralSDE",
     "OrnsteinUhlenbeck",

@@ -15,7 +15,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nde_lab.dynamics.base import VectorField
-from nde_lab.dynamics.parametrization import PARAMETRIZATIONS, Optimizer, Parametrization, apply_init_, layer_scales
+from nde_lab.dynamics.parametrization import (
+    PARAMETRIZATIONS,
+    Optimizer,
+    Parametrization,
+    apply_init_,
+    layer_scales,
+)
 from nde_lab.solvers.registry import check_choice
 
 __all__ = ["ACTIVATIONS", "MLP", "MLPVectorField", "ScaledLinears"]
@@ -45,7 +51,7 @@ class ScaledLinears:
         if parametrization == "standard":
             return  # PyTorch's init, no multipliers: bit-identical to the lab's MLPs before parametrisations
         scales = layer_scales(parametrization, self.fan_ins, base_width=base_width)
-        for i, (layer, scale) in enumerate(zip(self._linears, scales)):
+        for i, (layer, scale) in enumerate(zip(self._linears, scales, strict=True)):
             apply_init_(layer, scale, final_scale=final_scale if i == len(scales) - 1 else 1.0)
         self._mults = [(s.weight_mult, s.bias_mult) for s in scales]
 
@@ -63,7 +69,7 @@ class ScaledLinears:
                 features = self._activation(F.linear(features, layer.weight, layer.bias))
             return F.linear(features, last.weight, last.bias)
         *hidden_mults, (aw, ab) = self._mults
-        for layer, (mw, mb) in zip(hidden, hidden_mults):
+        for layer, (mw, mb) in zip(hidden, hidden_mults, strict=True):
             features = self._activation(F.linear(features, layer.weight * mw, layer.bias * mb))
         return F.linear(features, last.weight * aw, last.bias * ab)
 
@@ -71,7 +77,7 @@ class ScaledLinears:
         """Optimizer parameter groups with the abc-table's per-layer learning rates `lr * factor`."""
         scales = layer_scales(self.parametrization, self.fan_ins, base_width=self.base_width, optimizer=optimizer)
         groups = []
-        for index, (layer, scale) in enumerate(zip(self._linears, scales)):
+        for index, (layer, scale) in enumerate(zip(self._linears, scales, strict=True)):
             groups.append({"params": [layer.weight], "lr": lr * scale.weight_lr, "name": f"layer{index}.weight"})
             groups.append({"params": [layer.bias], "lr": lr * scale.bias_lr, "name": f"layer{index}.bias"})
         return groups
@@ -81,7 +87,7 @@ class ScaledLinears:
         outputs = []
         mults = self._mults or [(1.0, 1.0)] * len(self._linears)
         features = x
-        for i, (layer, (mw, mb)) in enumerate(zip(self._linears, mults)):
+        for i, (layer, (mw, mb)) in enumerate(zip(self._linears, mults, strict=True)):
             pre = F.linear(features, layer.weight * mw, layer.bias * mb)
             outputs.append(pre)
             if i < len(self._linears) - 1:

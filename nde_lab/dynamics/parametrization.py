@@ -87,7 +87,7 @@ def abc_table(*, d: int = 1, n: int = 256, base_width: int = 64, optimizer: Opti
     """The abc-table as rows (parametrization, layer, multiplier, init std, lr factor) for a depth-2 MLP."""
     rows = []
     for name in PARAMETRIZATIONS:
-        for layer, s in zip(("input", "hidden", "output"), layer_scales(name, [d, n, n], base_width=base_width, optimizer=optimizer)):
+        for layer, s in zip(("input", "hidden", "output"), layer_scales(name, [d, n, n], base_width=base_width, optimizer=optimizer), strict=True):
             rows.append({"parametrization": name, "layer": layer, "multiplier": s.weight_mult,
                          "init_std": s.weight_std, "lr_factor": s.weight_lr})
     return rows

@@ -108,7 +108,7 @@ def multipliers(net: nn.Module) -> dict[str, float]:
     linears, layer_mults = getattr(net, "_linears", None), getattr(net, "_mults", None)
     if linears is not None and layer_mults is not None:
         by_id = {}
-        for layer, (mw, mb) in zip(linears, layer_mults):
+        for layer, (mw, mb) in zip(linears, layer_mults, strict=True):
             by_id[id(layer.weight)], by_id[id(layer.bias)] = mw, mb
         mults = {name: by_id.get(id(p), 1.0) for name, p in net.named_parameters()}
     return mults

@@ -16,7 +16,12 @@ import xarray as xr
 from torch import Tensor
 
 from nde_lab.theory._common import multipliers, resolve_network
-from nde_lab.theory.curvature import HessianOperator, hessian_spectrum, hutchinson_trace, lanczos_top
+from nde_lab.theory.curvature import (
+    HessianOperator,
+    hessian_spectrum,
+    hutchinson_trace,
+    lanczos_top,
+)
 from nde_lab.theory.kernels import infinite_width_kernels
 from nde_lab.theory.tangent_kernel import empirical_ntk, relative_drift
 

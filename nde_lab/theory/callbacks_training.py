@@ -43,7 +43,7 @@ class CoordinateCheck(TheoryProbe):
         if not self.rows:
             self.h0 = h
         return {"activation_size": np.array([float(t.pow(2).mean().sqrt()) for t in h]),
-                "update_size": np.array([float((t - t0).pow(2).mean().sqrt()) for t, t0 in zip(h, self.h0)])}
+                "update_size": np.array([float((t - t0).pow(2).mean().sqrt()) for t, t0 in zip(h, self.h0, strict=True)])}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.rows.append(self._sizes(trainer, pl_module))

@@ -72,7 +72,7 @@ def interpolate(a: nn.Module, b: nn.Module, alpha: float) -> nn.Module:
     """The network with parameters (1 - alpha) theta_a + alpha theta_b."""
     out = copy.deepcopy(a)
     with torch.no_grad():
-        for p, pa, pb in zip(out.parameters(), a.parameters(), b.parameters()):
+        for p, pa, pb in zip(out.parameters(), a.parameters(), b.parameters(), strict=True):
             p.copy_((1 - alpha) * pa + alpha * pb)
     return out
 

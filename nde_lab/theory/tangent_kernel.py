@@ -63,7 +63,7 @@ def _jacobian_rows(outputs: Tensor, params: list[Tensor]) -> Tensor:
     rows = []
     for i in range(flat.numel()):
         grads = torch.autograd.grad(flat[i], params, retain_graph=True, allow_unused=True)
-        rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]))
+        rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)]))
     return torch.stack(rows)
 
 
