@@ -143,3 +143,36 @@ def test_preactivations_are_order_one_at_init_whatever_the_width(parametrization
             sizes.append([float(h.pow(2).mean().sqrt()) for h in net.preactivations(x)[:-1]])
     ratio = np.array(sizes[1]) / np.array(sizes[0])
     assert np.all((ratio > 0.8) & (ratio < 1.25)), ratio
+
+
+def test_vector_field_parametrization_applies_multipliers_and_per_layer_rates():
+    field = MLPVectorField(2, width=256, depth=1, parametrization="mup", base_width=64, final_scale=1.0)
+    y = torch.randn(5, 2)
+    first, last = field.net[0], field.net[2]
+    expected = torch.tanh(y @ first.weight.T + first.bias) @ (last.weight / 4).T + last.bias
+    torch.testing.assert_close(field(torch.tensor(0.0), y), expected)
+    rates = {g["name"]: g["lr"] for g in field.parameter_groups(0.1)}
+    assert rates["layer0.weight"] == pytest.approx(0.4) and rates["layer1.weight"] == pytest.approx(0.4)
+    assert rates["layer1.bias"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: MLP(2, 1, parametrization="xavier"), "parametrization=.xavier. is not valid"),
+    (lambda: MLP(2, 1, base_width=0), "base_width must be >= 1"),
+    (lambda: MLP(2, 1, activation="sine"), "activation=.sine. is not valid"),
+])
+def test_bad_network_settings_are_named(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_bad_probe_and_data_settings_are_named():
+    from nde_lab.data import RegressionDataModule
+    from nde_lab.theory import NTKProbe
+
+    with pytest.raises(ValueError, match="every_n_epochs must be >= 1"):
+        NTKProbe(every_n_epochs=0)
+    with pytest.raises(ValueError, match="steps_per_epoch must be >= 1"):
+        RegressionDataModule(steps_per_epoch=0)
+    with pytest.raises(ValueError, match="target=.cosine. is not valid"):
+        RegressionDataModule(target="cosine")
