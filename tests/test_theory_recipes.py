@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from cli import RECIPES, run_cli
 
 import nde_lab
-from nde_lab.theory import hessian_spectrum, ntk
+from nde_lab.theory import gather, hessian_spectrum, ntk
 
 TINY = {
     "theory_ntk_width": [],
@@ -44,6 +45,10 @@ def test_theory_recipe_runs_through_the_cli(tmp_path, recipe):
         x, _ = _train(run)
         again = ntk(run, x[:8].numpy())
         np.testing.assert_allclose(again["kernel"].values, stored["kernel"].isel(epoch=-1).values, rtol=1e-4)
+        # a grid of run paths (what a sweep record's runs["run_path"] holds) reduces to a DataArray
+        paths = xr.DataArray([[str(run.path)]], dims=("width", "seed"), coords={"width": [256], "seed": [0]})
+        error = gather(paths, lambda r: float(r.group("ntk")["analytic_error"][0]))
+        assert error.dims == ("width", "seed") and float(error[0, 0]) == float(stored["analytic_error"][0])
         spectrum = hessian_spectrum(run, k=2, n_probes=2, slq_steps=10, hutchinson_probes=4)
         assert spectrum["top_eigenvalues"].dims == ("eigen_index",) and spectrum.attrs["n_parameters"] == 4 * 256 + 1
     if recipe == "theory_seed_robustness":

@@ -64,7 +64,8 @@ class RegressionDataModule(L.LightningDataModule):
         noise: standard deviation of the target noise.
         batch_size: minibatch size; None serves the whole training set as one batch (full-batch
             gradient descent: one optimizer step per epoch).
-        seed: seed of the data (independent of the network's seed).
+        data_seed: seed of the data, independent of the network's seed (`seed_everything`), so a sweep
+            over seeds (`nde-lab sweep --seeds N`, which moves every key named `seed`) keeps the data fixed.
         steps_per_epoch: full-batch mode only: the whole training set is served this many times per
             epoch (so one epoch is `steps_per_epoch` gradient-descent steps; saves per-epoch overhead).
     """
@@ -78,7 +79,7 @@ class RegressionDataModule(L.LightningDataModule):
         target: Literal["sine", "teacher"] = "sine",
         noise: float = 0.0,
         batch_size: int | None = None,
-        seed: int = 0,
+        data_seed: int = 0,
         steps_per_epoch: int = 1,
     ) -> None:
         super().__init__()
@@ -90,7 +91,7 @@ class RegressionDataModule(L.LightningDataModule):
                              f"n_train={n_train}, n_test={n_test}, n_in={n_in}, batch_size={batch_size}, noise={noise}.")
         check_choice("target", target, TARGETS, error=ValueError)
         self.n_in, self.batch_size = n_in, batch_size
-        x, y = regression_data(n_train + n_test, n_in, target=target, noise=noise, seed=seed, dtype=torch.float32)
+        x, y = regression_data(n_train + n_test, n_in, target=target, noise=noise, seed=data_seed, dtype=torch.float32)
         self.x_train, self.y_train = x[:n_train], y[:n_train]
         self.x_test, self.y_test = x[n_train:], y[n_train:]
 

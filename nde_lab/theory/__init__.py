@@ -34,6 +34,7 @@ _EXPORTS = {
     "PruningProbe": "nde_lab.theory.callbacks_training",
     "FunctionSnapshot": "nde_lab.theory.callbacks_training",
     "width_slopes": "nde_lab.theory.analysis",
+    "gather": "nde_lab.theory.analysis",
     "optimum_shift": "nde_lab.theory.analysis",
     "edge_of_stability_summary": "nde_lab.theory.analysis",
     "function_distances": "nde_lab.theory.seeds",

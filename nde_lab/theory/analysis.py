@@ -3,10 +3,13 @@ the edge-of-stability summary. Inputs are DataArrays with dims named `width`, `l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import xarray as xr
 
-__all__ = ["edge_of_stability_summary", "optimum_shift", "width_slopes"]
+__all__ = ["edge_of_stability_summary", "gather", "optimum_shift", "width_slopes"]
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -65,3 +68,16 @@ def edge_of_stability_summary(sharpness: xr.DataArray, lr: float, *, dim: str = 
     return xr.Dataset({"edge": edge, "initial": float(s[0]), "mean_last_half": float(np.mean(last)),
                        "max_relative_deviation": deviation},
                       attrs={"description": "sharpness vs the gradient-descent stability edge 2/lr"})
+
+
+def gather(run_paths: xr.DataArray, read: Callable[[Any], float]) -> xr.DataArray:
+    """`read(run)` for every run of a grid, as a DataArray with the grid's dims.
+
+    `run_paths` holds one run directory per point, with the grid's dims (a sweep record's
+    `sweep.runs["run_path"]`: one dim per swept key, e.g. `width`, `lr`, and `seed`); each is opened with
+    `nde_lab.open_run` and reduced by `read` (e.g. `lambda run: float(run.group("ntk")["analytic_error"][0])`).
+    """
+    from nde_lab.store.reader import open_run
+
+    values = np.vectorize(lambda path: float(read(open_run(str(path)))), otypes=[float])(run_paths.values)
+    return xr.DataArray(values, dims=run_paths.dims, coords=run_paths.coords)
