@@ -60,3 +60,15 @@ def _train(run) -> tuple[torch.Tensor, torch.Tensor]:
     from nde_lab.theory._common import training_set
 
     return training_set(run)
+
+
+def test_ntk_probe_follows_a_neural_ode_vector_field_from_its_recipe():
+    from nde_lab.theory.points import RecipePoint
+
+    probe = '[{"class_path": "nde_lab.theory.NTKProbe", "init_args": {"n_inputs": 5}}]'
+    point = RecipePoint(RECIPES / "spiral_node.yaml", ["--trainer.max_epochs", "2", "--data.init_args.batches_per_epoch",
+                                                       "2", "--trainer.callbacks", probe])
+    stored = point.fit()["ntk"]
+    assert stored["kernel"].dims == ("epoch", "point", "point_other", "output", "output_other")
+    assert stored.sizes["point"] == 5 and stored.sizes["output"] == 2 and list(stored["epoch"].values) == [0, 1, 2]
+    assert float(stored["drift"][-1]) > 0 and np.all(stored["eigenvalues"].values >= -1e-6)

@@ -15,6 +15,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from nde_lab.dynamics.base import VectorField
 from nde_lab.theory._common import multipliers, resolve_network
 from nde_lab.theory.curvature import (
     HessianOperator,
@@ -56,6 +57,22 @@ class TheoryProbe(L.Callback):
                              f"RegressionDataModule); got {type(dm).__name__}.")
         return dm.train_tensors()
 
+    def inputs(self, trainer: L.Trainer, pl_module: L.LightningModule, n: int) -> Tensor:
+        """n probe inputs: the first training inputs, or for a vector field trained on a series (a
+        DataModule with `values` (time, state)) n observed states spread over the series, standardised
+        and augmented as the task feeds them to the field."""
+        dm = trainer.datamodule
+        if hasattr(dm, "train_tensors"):
+            return dm.train_tensors()[0][:n]
+        net = self.network(pl_module)
+        values = getattr(dm, "values", None)
+        if isinstance(net, VectorField) and isinstance(values, Tensor) and values.ndim == 2:
+            states = values[torch.linspace(0, len(values) - 1, min(n, len(values))).long()].to(pl_module.device)
+            normalise = getattr(pl_module, "_normalise", None)
+            return net.augment(normalise(states) if callable(normalise) else states)
+        raise ValueError(f"{type(self).__name__} needs a DataModule with train_tensors() or a vector field trained "
+                         f"on a series; got {type(dm).__name__} and {type(net).__name__}.")
+
     def record(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
         raise NotImplementedError
 
@@ -87,7 +104,8 @@ class TheoryProbe(L.Callback):
 
 
 class NTKProbe(TheoryProbe):
-    """Empirical NTK on the first `n_inputs` training inputs along training: group `ntk` with `kernel`
+    """Empirical NTK on `n_inputs` probe inputs (`TheoryProbe.inputs`: training inputs, or observed states
+    for a vector field) along training: group `ntk` with `kernel`
     (epoch, point, point_other, output, output_other), `eigenvalues` (epoch, eigen_index) and the relative
     drift ||K_t - K_0||_F / ||K_0||_F (epoch). For an NTK-parametrised ReLU/erf `MLP`, also the
     infinite-width `analytic_kernel` and `analytic_error` (epoch), the relative Frobenius distance to it.
@@ -107,7 +125,7 @@ class NTKProbe(TheoryProbe):
 
     def record(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> dict[str, Any]:
         net = self.network(pl_module)
-        x = self.data(trainer)[0][: self.n_inputs].to(pl_module.device)
+        x = self.inputs(trainer, pl_module, self.n_inputs).to(pl_module.device)
         kernel = empirical_ntk(net, x, lr_weighted=self.lr_weighted).detach().double().cpu()
         n, _, o, _ = kernel.shape
         matrix = kernel.permute(0, 2, 1, 3).reshape(n * o, n * o)
