@@ -132,8 +132,8 @@ class NTKProbe(TheoryProbe):
         eig = torch.linalg.eigvalsh(matrix).flip(0) if torch.isfinite(matrix).all() else torch.full((n * o,), torch.nan)
         if not self.rows and getattr(net, "parametrization", None) == "ntk" and getattr(net, "activation", None) in (
                 "relu", "erf"):
-            self.inputs = x.double().cpu().numpy()
-            self.analytic = infinite_width_kernels(self.inputs, depth=net.depth, activation=net.activation)[1]
+            self.probe_x = x.double().cpu().numpy()
+            self.analytic = infinite_width_kernels(self.probe_x, depth=net.depth, activation=net.activation)[1]
         row = {"kernel": kernel.numpy(), "eigenvalues": eig.numpy(),
                "drift": relative_drift(kernel, self.rows[0]["kernel"]) if self.rows else 0.0}
         if self.analytic is not None:
