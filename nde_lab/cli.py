@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.cli import LightningCLI
 
 from nde_lab.errors import NdeLabError
-from nde_lab.store.restore import LAST_CHECKPOINT
+from nde_lab.restore import LAST_CHECKPOINT
 from nde_lab.store.writer import RunWriter
 from nde_lab.train.base import LabTask
 from nde_lab.train.metrics import MetricsRecorder

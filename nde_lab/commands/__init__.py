@@ -14,7 +14,9 @@ import sys
 __all__ = ["COMMANDS", "main"]
 
 #: subcommand -> (module implementing `main(argv) -> int`, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "gc": ("nde_lab.commands.gc", "remove dead leftovers of interrupted runs and saves from the store"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
