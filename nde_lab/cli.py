@@ -109,6 +109,9 @@ class LabCLI(LightningCLI):
             self.model.eval()
             with torch.no_grad():
                 groups = dict(self.model.run_outputs(self.datamodule))
+            for callback in self.trainer.callbacks:  # probes (e.g. nde_lab.theory) contribute their groups
+                if callable(getattr(callback, "run_groups", None)):
+                    groups.update(callback.run_groups())
             if self.metrics_recorder.rows:
                 groups.setdefault("metrics", self.metrics_recorder.dataset())
             final = writer.complete(groups, {"model_family": self.model.model_family, **self.model.run_attrs()})
