@@ -32,7 +32,8 @@ def _with_budget(command: str) -> str:
     if words[:2] != ["nde-lab", "fit"] or "--config" not in words:
         return command
     recipe = os.path.splitext(os.path.basename(words[words.index("--config") + 1]))[0]
-    return command + " " + " ".join(shlex.quote(a) for a in TINY_FITS[recipe])
+    budget = TINY_FITS.get(recipe, ("--trainer.max_epochs", "1"))  # recipes other sections add: one epoch
+    return command + " " + " ".join(shlex.quote(a) for a in budget)
 
 
 def shell_script(block: str) -> str:
