@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningCLI
 
 from nde_lab.errors import NdeLabError
@@ -17,6 +19,7 @@ from nde_lab.restore import LAST_CHECKPOINT
 from nde_lab.store.writer import RunWriter
 from nde_lab.train.base import LabTask
 from nde_lab.train.metrics import MetricsRecorder
+from nde_lab.train.progress import progress_trainer_kwargs, silence_lightning
 
 __all__ = ["LabCLI", "main"]
 
@@ -48,7 +51,7 @@ class LabCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_callback", None)
         kwargs.setdefault("auto_configure_optimizers", False)
-        kwargs.setdefault("trainer_defaults", {"logger": False, "enable_checkpointing": False})
+        kwargs.setdefault("trainer_defaults", {"logger": False, "enable_checkpointing": False, "enable_model_summary": False})
         kwargs.setdefault("parser_kwargs", {"default_env": False})
         LabCLI.active = self
         super().__init__(*args, **kwargs)
@@ -62,6 +65,9 @@ class LabCLI(LightningCLI):
             help="torch intra-op threads (default: $OMP_NUM_THREADS if set, else 1: the lab's small-tensor "
                  "solves run faster on one thread, and oversubscribed threads can be 20x slower)",
         )
+        parser.add_argument("--quiet", action=ActionYesNo, default=False,
+                            help="no progress display and a one-line summary (default: a progress bar on a "
+                                 "terminal, plain periodic lines otherwise, and a closing summary)")
 
     # ---- the run's life ----------------------------------------------------------------------------
     def _experiment_name(self, config: Any) -> str:
@@ -77,6 +83,7 @@ class LabCLI(LightningCLI):
         _set_threads(config.get("num_threads"))
         self.run_writer = RunWriter(config.get("store"), self._experiment_name(config), config.get("run_name"))
         kwargs.setdefault("default_root_dir", str(self.run_writer.work_dir))
+        kwargs.update(progress_trainer_kwargs(self._get(self.config_init, "trainer", default={}), quiet=bool(config.get("quiet"))))
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.extend([self.metrics_recorder, _MarkFailedOnException(self)])
         return trainer
@@ -89,6 +96,7 @@ class LabCLI(LightningCLI):
             recipe_yaml=recipe, seed=None if isinstance(seed, bool) else seed,
             extra={"subcommand": self.subcommand, "model_family": getattr(self.model, "model_family", "unknown")},
         )
+        self._started = time.perf_counter()
         print(f"nde-lab: run {self.run_writer.run_id} of experiment {self.run_writer.experiment!r} "
               f"in {self.run_writer.store}", file=sys.stderr)
 
@@ -101,13 +109,26 @@ class LabCLI(LightningCLI):
             self.model.eval()
             with torch.no_grad():
                 groups = dict(self.model.run_outputs(self.datamodule))
+            for callback in self.trainer.callbacks:  # probes (e.g. nde_lab.theory) contribute their groups
+                if callable(getattr(callback, "run_groups", None)):
+                    groups.update(callback.run_groups())
             if self.metrics_recorder.rows:
                 groups.setdefault("metrics", self.metrics_recorder.dataset())
             final = writer.complete(groups, {"model_family": self.model.model_family, **self.model.run_attrs()})
         except BaseException as err:
             self.fail_run(err)
             raise
-        print(f"nde-lab: run complete: {final}", file=sys.stderr)
+        self._print_summary(final)
+
+    def _print_summary(self, final: Path) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("quiet"):
+            print(f"nde-lab: run complete: {final}", file=sys.stderr)
+            return
+        from nde_lab.summary import closing_summary
+
+        print(closing_summary(final, wall_time_s=time.perf_counter() - getattr(self, "_started", time.perf_counter())),
+              file=sys.stderr)
 
     def fail_run(self, exception: BaseException) -> None:
         """Mark the current run failed with the exception's message (keeping the metrics so far)."""
@@ -137,6 +158,7 @@ def _set_threads(requested: int | None) -> None:
 
 def main(args: list[str] | None = None) -> int:
     """Console entry point; returns the exit status (0 ok, 1 the run failed, 2 bad recipe or data)."""
+    silence_lightning()
     try:
         LabCLI(args=args)
     except SystemExit as exit_:

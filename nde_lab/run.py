@@ -120,6 +120,13 @@ class Run(StoredRun):
 
         return to_arviz(self)
 
+    def plot(self, kind: str | None = None, **kwargs: Any) -> Any:
+        """A matplotlib Figure of this run: `kind` in `nde_lab.plot.KINDS` (trajectories, phase, density,
+        images, training, trace, rank, pair, predictive); default: the family's first picture."""
+        from nde_lab.plot import plot_run
+
+        return plot_run(self, kind, **kwargs)
+
     # ---- Monte Carlo queries: each answers nde_lab.query.result's type (estimate, mcse, ci, ess, ...) ----
     def expect(self, fn: Callable[[xr.Dataset], xr.DataArray], **kwargs: Any) -> xr.Dataset:
         """E[fn(X)] with its honest Monte Carlo error (`nde_lab.query.runs.run_expect`).

@@ -82,7 +82,7 @@ def test_lotka_volterra_fast_recipe(tmp_path):
     assert np.isfinite(run.summary.attrs["pareto_k"])
     _arviz_agrees(run, tmp_path)
     pred = run.predict(np.linspace(0, 25, 6), n=40)
-    assert pred["y"].dims == ("sample", "time", "state") and pred["bands"].sizes["quantile"] == 3
+    assert pred["y"].dims == ("sample", "time", "state") and pred["quantiles"].sizes["quantile"] == 3
     assert pred.attrs["n_draws"] == 40 and bool((pred["mcse"] > 0).all())
     draws = run.sample(10)
     assert draws["alpha"].dims == ("sample",) and draws["z_init"].dims == ("sample", "state")

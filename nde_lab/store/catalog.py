@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RunState", "gc", "latest", "list_runs", "run_state"]
 
-COLUMNS = ["experiment", "run_id", "status", "reason", "created", "model_family", "final_loss", "partial", "path"]
+COLUMNS = ["experiment", "run_id", "status", "reason", "created", "model_family", "final_loss", "metric", "value",
+           "parent", "partial", "path"]
 
 
 @dataclass
@@ -86,36 +87,53 @@ def _runs(store: Location) -> list[tuple[str, Location]]:
 
 def list_runs(store: str | os.PathLike | Location | None = None) -> pd.DataFrame:
     """One row per run in the store: experiment, run_id, status (complete, failed, running, dead,
-    damaged), reason, created, model_family, final_loss, partial, path."""
+    damaged), reason, created, model_family, final_loss, the family's headline `metric` and its `value`
+    (nde_lab/headline.py), parent, partial, path."""
     import pandas as pd
 
     rows = []
     for experiment, run in _runs(locate(store)):
         state = run_state(run)
-        family, loss = None, float("nan")
+        family, loss, headline, parent = None, float("nan"), {"metric": "", "value": float("nan")}, ""
         if state.manifest is not None:
             try:
-                family = (run / ZARR_NAME / "zarr.json").read_json().get("attributes", {}).get("model_family")
+                attrs = (run / ZARR_NAME / "zarr.json").read_json().get("attributes", {})
+                family, parent = attrs.get("model_family"), attrs.get("parent") or attrs.get("resumed_from") or ""
                 if state.status == "complete" and "metrics" in state.manifest.get("groups", []):
                     loss = _final_loss(run)
+                if state.status == "complete":
+                    headline = _headline(run, attrs)
             except Exception as err:
                 state.status, state.reason = "damaged", f"{type(err).__name__}: {err}"
         rows.append({"experiment": experiment, "run_id": state.run_id, "status": state.status, "reason": state.reason,
-                     "created": state.created, "model_family": family, "final_loss": loss, "partial": state.partial,
+                     "created": state.created, "model_family": family, "final_loss": loss, **headline, "parent": parent,
+                     "partial": state.partial,
                      "path": str(run.local_path) if run.is_local else run.url})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def _headline(run: Location, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The family's headline metric {"metric": label, "value": number} (nde_lab/headline.py)."""
+    from nde_lab.headline import headline_metric, run_reader
+    from nde_lab.store.reader import StoredRun
+
+    metric, value = headline_metric(attrs, run_reader(StoredRun(run)))
+    return {"metric": metric, "value": value}
+
+
 def _final_loss(run: Location) -> float:
-    """The last finite training loss in `metrics` (train_loss, else loss, else the first *_loss)."""
+    """The last finite training objective in `metrics` (train_loss, else loss, else the first *_loss,
+    else train_nll, else minus train_elbo)."""
     from nde_lab.store.reader import StoredRun
 
     metrics = StoredRun(run).group("metrics")
     with metrics:
         names = [n for n in ("train_loss", "loss") if n in metrics] or sorted(n for n in metrics if str(n).endswith("loss"))
+        names = names or [n for n in ("train_nll", "val_nll", "train_elbo", "val_elbo") if n in metrics]
         if not names:
             return float("nan")
-        values = np.asarray(metrics[names[0]].values, dtype=float)
+        sign = -1.0 if str(names[0]).endswith("elbo") else 1.0
+        values = sign * np.asarray(metrics[names[0]].values, dtype=float)
         finite = values[np.isfinite(values)]
         return float(finite[-1]) if finite.size else float("nan")
 

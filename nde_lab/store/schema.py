@@ -46,6 +46,15 @@ GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "evaluation": ("held-out evaluation", ()),
     "metrics": ("every logged metric along epoch", ("epoch",)),
     "solver_stats": ("NFE, steps, masked paths", ()),
+    # theory probes (nde_lab.theory callbacks; docs/theory.md)
+    "ntk": ("empirical NTK, eigenvalues, drift (and the analytic kernel) along training", ("epoch",)),
+    "hessian": ("top Hessian eigenvalues (sharpness), trace along training", ("epoch",)),
+    "hessian_final": ("Hessian spectrum at the end: SLQ density, top eigenvalues", ()),
+    "weight_change": ("relative change of the weights from init", ("epoch",)),
+    "linearized": ("network vs its linearisation around init", ("epoch",)),
+    "coordinate_check": ("per-layer activation and update sizes per step", ("step", "layer")),
+    "pruning": ("loss and MAE after magnitude pruning", ("amount",)),
+    "function": ("the trained network on shared inputs", ("point",)),
 }
 
 #: dims along which draws are independent: each chunk holds whole draws (a path contiguous in time)

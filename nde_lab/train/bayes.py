@@ -163,7 +163,7 @@ class BayesTask(LabTask):
         """Posterior-predictive draws at `times` (default: the observed ones) from n stored draws.
 
         Returns `y` (sample, *obs_dims) with observation noise, `mu` the noise-free prediction, their
-        `mean` with Monte Carlo standard error `mcse`, and `bands` = quantiles of y along `quantile`.
+        `mean` with Monte Carlo standard error `mcse`, and `quantiles` of y along `quantile`.
         """
         self._bind_from_run(run)
         post, idx = self._pick(run, n, seed)
@@ -177,7 +177,7 @@ class BayesTask(LabTask):
         return ds.assign(
             mean=mean,
             mcse=ds[OBS].std("sample", ddof=1) / np.sqrt(n),
-            bands=ds[OBS].quantile(list(quantiles), dim="sample"),
+            quantiles=ds[OBS].quantile(list(quantiles), dim="sample"),
         ).assign_attrs(n_draws=n)
 
 
