@@ -45,7 +45,7 @@ _LOGGERS_WITH_SAVE_DIR = ("CSVLogger", "TensorBoardLogger")
 
 
 def add_arguments(parser: Any) -> None:
-    parser.add_argument("--allow_import", type=list[str] | None, default=None,
+    parser.add_argument("--allow_import", type=list[str] | str | None, default=None,
                         help="module prefixes a recipe may import besides nde_lab, torch, lightning and pyro "
                              "(also $NDE_LAB_ALLOW_IMPORT, or `allow_import: [...]` in the recipe)")
     parser.add_argument("--divergence_factor", type=float | None, default=1e4,

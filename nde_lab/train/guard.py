@@ -104,7 +104,9 @@ class DivergenceGuard(L.Callback):
         self.last_finite = state_dict.get("last_finite")
 
 
-_CONSTRAINT = re.compile(r"Expected parameter (\w+) .*?of distribution (\w+).*?to satisfy the constraint ([\w()., =]+)", re.S)
+_CONSTRAINT = re.compile(r"Expected parameter (\w+) .*?of distribution (\w+).*?to satisfy the constraint (.+?), but found", re.S)
+_SUPPORT = re.compile(r"Expected value argument \(Tensor of shape \(([^)]*)\)\) to be within the support \((.+?)\) of the "
+                      r"distribution (\w+)", re.S)
 _SITE = re.compile(r"at site '([^']+)'")
 
 
@@ -139,5 +141,14 @@ def translate_library_error(err: BaseException) -> NdeLabError | None:
             return DivergenceError(
                 f"parameter {found.group(1)!r} of the {found.group(2)} distribution{where} left its constraint "
                 f"{found.group(3).strip()} (non-finite or out-of-range values), usually because training diverged."
+            )
+        found = _SUPPORT.search(text)
+        if found:
+            site = _SITE.search(text)
+            where = f" at Pyro site {site.group(1)!r}" if site else ""
+            return DivergenceError(
+                f"values of shape ({found.group(1)}) given to the {found.group(3)} distribution{where} are outside "
+                f"its support {found.group(2).strip()} (non-finite or out of range), usually because training "
+                "diverged or the data do not match the model."
             )
     return None
