@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "ALLOW_ENV",
     "DEFAULT_ALLOWED",
     "ImportNotAllowedError",
+    "allow_imports",
     "allowed_prefixes",
     "enforce_import_policy",
     "explain_denied_import",
@@ -63,9 +65,23 @@ def _split(value: str | Iterable[str] | None) -> list[str]:
     return [item.strip() for item in items if item and item.strip()]
 
 
+_ALLOWED_HERE: ContextVar[tuple[str, ...]] = ContextVar("nde_lab_allowed_imports", default=())
+
+
+@contextmanager
+def allow_imports(*prefixes: str) -> Iterator[None]:
+    """Allow `prefixes` for code in the block, e.g. `with allow_imports("my_fields"): run.model`."""
+    token = _ALLOWED_HERE.set((*_ALLOWED_HERE.get(), *allowed_prefixes(prefixes)[len(DEFAULT_ALLOWED):]))
+    try:
+        yield
+    finally:
+        _ALLOWED_HERE.reset(token)
+
+
 def allowed_prefixes(extra: str | Iterable[str] | None = None) -> list[str]:
-    """The allow-list: the defaults, then $NDE_LAB_ALLOW_IMPORT, then `extra` (validated dotted names)."""
-    prefixes = [*DEFAULT_ALLOWED, *_split(os.environ.get(ALLOW_ENV)), *_split(extra)]
+    """The allow-list: the defaults, $NDE_LAB_ALLOW_IMPORT, prefixes of an enclosing `allow_imports`,
+    then `extra` (validated dotted names)."""
+    prefixes = [*DEFAULT_ALLOWED, *_split(os.environ.get(ALLOW_ENV)), *_ALLOWED_HERE.get(), *_split(extra)]
     for prefix in prefixes:
         if not _PREFIX.match(prefix) or prefix == "jsonargparse" or prefix.startswith("jsonargparse."):
             raise ImportNotAllowedError(
