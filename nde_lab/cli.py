@@ -189,6 +189,7 @@ def main(args: list[str] | None = None) -> int:
 
 
 def _run(args: list[str]) -> int:
+    program, sys.argv = sys.argv, sys.argv[:1]  # the arguments are passed explicitly (LightningCLI warns otherwise)
     try:
         LabCLI(args=args)
     except SIGTERMException:
@@ -211,6 +212,8 @@ def _run(args: list[str]) -> int:
             traceback.print_exc()
         print(f"nde-lab: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        sys.argv = program
     return 0
 
 
