@@ -71,7 +71,7 @@ def server(tmp_path):
 
 
 def test_a_malicious_checkpoint_over_http_is_refused_and_never_fetched(tmp_path, server, capsys):
-    checkpoint, sentinel = _malicious(tmp_path)
+    _, sentinel = _malicious(tmp_path)
     url, requested = server
     code = _main("fit", "--config", str(SPIRAL), "--ckpt_path", f"{url}/last.ckpt", "--store", str(tmp_path / "s"))
     err = capsys.readouterr().err
