@@ -74,3 +74,16 @@ def test_lr_1e6_on_the_spiral_fails_the_run_with_the_divergence_error(tmp_path):
     attrs = zarr.open_group(str(run_dir / "run.zarr"), mode="r").attrs
     assert attrs["status"] == "failed" and "training diverged" in attrs["failure"]
     assert "last finite loss" in attrs["failure"]
+
+
+def test_a_bare_pyro_spline_assertion_is_translated_naming_the_transform():
+    import pyro.distributions.transforms as T
+
+    spline = T.Spline(2, count_bins=4, order="quadratic")
+    with torch.no_grad():
+        spline.unnormalized_widths.fill_(math.nan)  # what a diverged flow's parameters look like
+    with pytest.raises(AssertionError) as caught:
+        spline.inv(torch.randn(5, 2))
+    translated = translate_library_error(caught.value)
+    assert isinstance(translated, DivergenceError)
+    assert "pyro/distributions/transforms/spline.py" in str(translated) and "_monotonic_rational_spline" in str(translated)
