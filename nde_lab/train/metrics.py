@@ -33,12 +33,7 @@ class MetricsRecorder(L.Callback):
     def _refresh_last(self, trainer: L.Trainer) -> None:
         """Add what the module logged in its own `on_train_epoch_end`, which Lightning calls after
         this callback's, to the epoch's row."""
-        if self.rows and self._open_epoch:
-            for name, value in trainer.callback_metrics.items():
-                try:
-                    self.rows[-1][name] = float(value)
-                except (TypeError, ValueError):
-                    continue
+        self.refresh(trainer)
         self._open_epoch = False
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
