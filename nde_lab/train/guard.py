@@ -75,9 +75,12 @@ class DivergenceGuard(L.Callback):
 
     # ---- Lightning hooks ----------------------------------------------------------------------------
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor) -> None:
-        if trainer.training:
+        # Only the first loss of each optimizer step: closures (L-BFGS line searches) evaluate trial
+        # points whose losses may legitimately be huge; the step's own gradients are checked below.
+        step = (trainer.current_epoch, trainer.global_step)
+        if trainer.training and step != self._checked_step:
             self.check_loss(trainer, loss)
-            self._checked_step = (trainer.current_epoch, trainer.global_step)
+            self._checked_step = step
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         bad = [name for name, p in pl_module.named_parameters()
@@ -93,7 +96,7 @@ class DivergenceGuard(L.Callback):
         loss = _loss_of(outputs)
         checked = self._checked_step is not None and self._checked_step[0] == trainer.current_epoch and \
             self._checked_step[1] >= trainer.global_step - 1
-        if loss is not None and not checked:  # tasks that step without Lightning's backward (Pyro's SVI)
+        if loss is not None and not checked:  # tasks that step without Lightning's backward
             self.check_loss(trainer, loss)
 
     def state_dict(self) -> dict[str, Any]:
