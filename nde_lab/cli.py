@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -17,11 +19,12 @@ from nde_lab import cli_hooks as lab_hooks
 from nde_lab.cli_parser import LabArgumentParser
 from nde_lab.errors import NdeLabError
 from nde_lab.lineage import Lineage, expand_run_arguments
+from nde_lab.restore import LAST_CHECKPOINT
 from nde_lab.safety.imports import enforce_import_policy, prescan_allow_imports
-from nde_lab.store.restore import LAST_CHECKPOINT
 from nde_lab.store.writer import RunWriter
 from nde_lab.train.base import LabTask
 from nde_lab.train.metrics import MetricsRecorder
+from nde_lab.train.progress import progress_trainer_kwargs, silence_lightning
 
 __all__ = ["LabCLI", "main"]
 
@@ -56,7 +59,7 @@ class LabCLI(LightningCLI):
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_callback", None)
         kwargs.setdefault("auto_configure_optimizers", False)
-        kwargs.setdefault("trainer_defaults", {"logger": False, "enable_checkpointing": True})
+        kwargs.setdefault("trainer_defaults", {"logger": False, "enable_checkpointing": True, "enable_model_summary": False})
         kwargs.setdefault("parser_kwargs", {"default_env": False})
         kwargs.setdefault("parser_class", LabArgumentParser)
         LabCLI.active = self
@@ -71,6 +74,9 @@ class LabCLI(LightningCLI):
             help="torch intra-op threads (default: $OMP_NUM_THREADS if set, else 1: the lab's small-tensor "
                  "solves run faster on one thread, and oversubscribed threads can be 20x slower)",
         )
+        parser.add_argument("--quiet", action=ActionYesNo, default=False,
+                            help="no progress display and a one-line summary (default: a progress bar on a "
+                                 "terminal, plain periodic lines otherwise, and a closing summary)")
         lab_hooks.add_arguments(parser)
 
     # ---- the run's life ----------------------------------------------------------------------------
@@ -95,7 +101,9 @@ class LabCLI(LightningCLI):
         lab_hooks.loggers_into_run(config, self.run_writer.work_dir)
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self.config[self.subcommand] if self.subcommand else self.config
         kwargs.setdefault("default_root_dir", str(self.run_writer.work_dir))
+        kwargs.update(progress_trainer_kwargs(self._get(self.config_init, "trainer", default={}), quiet=bool(config.get("quiet"))))
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.extend([self.metrics_recorder, _MarkFailedOnException(self)])
         return trainer
@@ -122,6 +130,7 @@ class LabCLI(LightningCLI):
                    **lab_hooks.begin_attrs(self)},
         )
         self.run_notes["user_sources"] = lab_hooks.copy_sources(self)
+        self._started = time.perf_counter()
         print(f"nde-lab: run {self.run_writer.run_id} of experiment {self.run_writer.experiment!r} "
               f"in {self.run_writer.store}", file=sys.stderr)
 
@@ -135,6 +144,9 @@ class LabCLI(LightningCLI):
             self.model.eval()
             with torch.no_grad():
                 groups = dict(self.model.run_outputs(self.datamodule))
+            for callback in self.trainer.callbacks:  # probes (e.g. nde_lab.theory) contribute their groups
+                if callable(getattr(callback, "run_groups", None)):
+                    groups.update(callback.run_groups())
             if self.metrics_recorder.rows:
                 groups.setdefault("metrics", self.metrics_recorder.dataset())
             final = writer.complete(groups, {"model_family": self.model.model_family, **self.model.run_attrs(),
@@ -142,7 +154,17 @@ class LabCLI(LightningCLI):
         except BaseException as err:
             self.fail_run(err)
             raise
-        print(f"nde-lab: run complete: {final}", file=sys.stderr)
+        self._print_summary(final)
+
+    def _print_summary(self, final: Path) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("quiet"):
+            print(f"nde-lab: run complete: {final}", file=sys.stderr)
+            return
+        from nde_lab.summary import closing_summary
+
+        print(closing_summary(final, wall_time_s=time.perf_counter() - getattr(self, "_started", time.perf_counter())),
+              file=sys.stderr)
 
     def fail_run(self, exception: BaseException) -> None:
         """Mark the current run failed with the exception's message (keeping the metrics so far)."""
@@ -190,6 +212,7 @@ def main(args: list[str] | None = None) -> int:
 
 def _run(args: list[str]) -> int:
     program, sys.argv = sys.argv, sys.argv[:1]  # the arguments are passed explicitly (LightningCLI warns otherwise)
+    silence_lightning()
     try:
         LabCLI(args=args)
     except SIGTERMException:

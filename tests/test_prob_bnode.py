@@ -173,10 +173,10 @@ def test_bayes_neural_ode_recipe(tmp_path):
     assert post["z_init"].dims == ("chain", "draw", "state")
     pp = run.tree["posterior_predictive"].to_dataset()
     assert pp["y"].dims == ("chain", "draw", "time", "state")
-    assert pp["bands"].dims == ("quantile", "time", "state")
+    assert "bands" not in pp and pp["time"].attrs["units"] == "years"  # ArviZ group: draws only; time has units
     summ = run.summary
-    assert summ["predictive_bands"].dims == ("quantile", "time", "state")
-    assert bool((summ["predictive_bands"].diff("quantile") >= 0).all())  # quantiles ordered
+    assert summ["predictive_quantiles"].dims == ("quantile", "time", "state")
+    assert bool((summ["predictive_quantiles"].diff("quantile") >= 0).all())  # quantiles ordered
     assert bool(np.isfinite(summ["predictive_mean"]).all())
     assert 0.0 <= summ.attrs["coverage_90"] <= 1.0
     # a reopened run predicts with the restored (MAP) hidden layer: same trajectories as stored at the data times
@@ -185,4 +185,4 @@ def test_bayes_neural_ode_recipe(tmp_path):
     idx = np.sort(np.random.default_rng(5).choice(stored_mu.shape[0], size=30, replace=False))  # the query's pick
     np.testing.assert_allclose(pred["mu"].transpose("sample", "time", "state").values, stored_mu[idx], rtol=1e-8)
     future = run.predict(np.linspace(0.0, 25.0, 11), n=30)
-    assert future["bands"].dims == ("quantile", "time", "state") and future.attrs["n_draws"] == 30
+    assert future["quantiles"].dims == ("quantile", "time", "state") and future.attrs["n_draws"] == 30

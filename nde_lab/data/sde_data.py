@@ -92,18 +92,19 @@ class PathsDataModule(ResumableGenerators, L.LightningDataModule):
         return self._loader(self.val_index if len(self.val_index) else self.train_index, shuffle=False)
 
     def observed_dataset(self) -> xr.Dataset:
-        """The observations as `observed_data`: y (sample, time, state), with split masks."""
+        """The observations as `observed_data`: y (path, time, state), with split masks. Observed paths
+        are `path` (model draws are `sample`: docs/architecture.md, "Names")."""
+        from nde_lab.store.schema import observed_dataset
+
         split = np.zeros(self.values.shape[0], dtype=np.int8)
         split[self.val_index] = 1
-        return xr.Dataset(
-            {"y": (("sample", "time", "state"), self.values.astype(np.float64), {"units": self.units}),
-             "validation": ("sample", split, {"description": "1 for validation paths"}),
-             "observed": ("time", self.observed.astype(np.int8), {"description": "0 at held-out times"})},
-            coords={"sample": np.arange(self.values.shape[0]),
-                    "time": ("time", self.times.astype(np.float64), {"units": self.time_units}),
-                    "state": list(self.state_names)},
-            attrs={"source": self.source},
-        )
+        ds = observed_dataset(self.values.astype(np.float64), self.times, list(self.state_names),
+                              time_units=self.time_units, attrs={"source": self.source}).rename(sample="path")
+        ds["y"].attrs["units"] = self.units
+        return ds.assign(
+            validation=("path", split, {"description": "1 for validation paths"}),
+            observed=("time", self.observed.astype(np.int8), {"description": "0 at held-out times"}),
+        ).assign_coords(path=np.arange(self.values.shape[0]))
 
 
 class SimulatedPaths(PathsDataModule):

@@ -147,7 +147,11 @@ class SeriesProgram(ProbProgram):
     def obs_coords(self, x: Tensor | None = None) -> dict[str, Any]:
         self._require_data()
         times = self.data.times if x is None else x
-        return {"time": times.detach().cpu().numpy(), "state": list(self.data.state_names)}
+        # every group built from these coordinates (observed, predictive, log-likelihood) carries the time
+        # units; "X since Y" is split into units and origin so xarray does not decode it as CF datetimes
+        unit, _, origin = str(getattr(self.data, "time_units", "")).partition(" since ")
+        attrs = {"units": unit, **({"origin": origin} if origin else {})}
+        return {"time": ("time", times.detach().cpu().numpy(), attrs), "state": list(self.data.state_names)}
 
     def param_coords(self) -> dict[str, Any]:
         return {"state": list(self.data.state_names)} if self.data is not None else {}

@@ -113,8 +113,8 @@ class BayesNeuralODETask(SVITask):
     batch, with a growing time horizon (+ the hidden layers' penalty when only the last layer is latent; the
     hidden layers then stay at the best start's MAP), (2) a central-difference Hessian of the log
     density at the MAP in one batched solve (2P points) -> Laplace covariance, which initialises the guide,
-    (3) SVI (trainer steps) with vectorised particles. Stored extras: `posterior_predictive.bands` and, in
-    `summary`, `predictive_mean` (time, state), `predictive_bands` (quantile, time, state) and attr
+    (3) SVI (trainer steps) with vectorised particles. Stored extras, in `summary`: `predictive_mean`
+    (time, state), `predictive_quantiles` (quantile, time, state) and attr
     `coverage_90` (fraction of observations inside the 90% posterior-predictive band).
 
     Arguments (beyond SVITask's):
@@ -173,14 +173,13 @@ class BayesNeuralODETask(SVITask):
         groups = super().run_outputs(datamodule)
         pp = groups["posterior_predictive"]
         y = pp[OBS].stack(sample=("chain", "draw"))
-        bands = y.quantile(list(QUANTILES), dim="sample")
+        quantiles = y.quantile(list(QUANTILES), dim="sample")
         observed = groups["observed_data"][OBS]
-        lo, hi = bands.sel(quantile=QUANTILES[0]), bands.sel(quantile=QUANTILES[-1])
+        lo, hi = quantiles.sel(quantile=QUANTILES[0]), quantiles.sel(quantile=QUANTILES[-1])
         coverage = float(((observed >= lo) & (observed <= hi)).mean())
-        groups["posterior_predictive"] = pp.assign(bands=bands.transpose("quantile", "time", "state"))
         groups["summary"] = groups["summary"].assign(
             predictive_mean=y.mean("sample").transpose("time", "state"),
-            predictive_bands=bands.transpose("quantile", "time", "state"),
+            predictive_quantiles=quantiles.transpose("quantile", "time", "state"),
         ).assign_attrs(coverage_90=coverage, predictive_draws=int(y.sizes["sample"]))
         self._post_attrs["coverage_90"] = coverage
         print(f"nde-lab: 90% posterior-predictive band covers {100 * coverage:.1f}% of the observations",
