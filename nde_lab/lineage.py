@@ -55,7 +55,7 @@ def _find_run(value: str) -> Path:
     path = Path(value).expanduser()
     if not path.exists() and path.name != "latest":
         hidden = path.parent / partial_name(path.name)
-        if (hidden / ZARR_NAME).exists():
+        if (hidden / CONFIG_FILE).exists():  # a killed run: never published, still hidden
             return hidden.resolve()
     return resolve_run_dir(path).resolve()
 
@@ -86,7 +86,7 @@ def expand_run_arguments(argv: list[str]) -> tuple[list[str], Lineage | None]:
         raise StoreError(f"--resume continues training and applies to 'nde-lab fit' only, not {subcommand!r}; "
                          "use --from_run RUN to evaluate a run.")
     parent = _find_run(from_run if from_run is not None else resume)
-    if resume is not None:
+    if resume is not None and (parent / ZARR_NAME).exists() and not parent.name.endswith(".partial"):
         import zarr
 
         status = dict(zarr.open_group(str(parent / ZARR_NAME), mode="r", zarr_format=3).attrs).get("status")
