@@ -13,9 +13,14 @@ import lightning as L
 import torch
 from jsonargparse import ActionYesNo
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from nde_lab import cli_hooks as lab_hooks
+from nde_lab.cli_parser import LabArgumentParser
 from nde_lab.errors import NdeLabError
+from nde_lab.lineage import Lineage, expand_run_arguments
 from nde_lab.restore import LAST_CHECKPOINT
+from nde_lab.safety.imports import enforce_import_policy, prescan_allow_imports
 from nde_lab.store.writer import RunWriter
 from nde_lab.train.base import LabTask
 from nde_lab.train.metrics import MetricsRecorder
@@ -45,14 +50,18 @@ class LabCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.run_writer: RunWriter | None = None
         self.metrics_recorder = MetricsRecorder()
+        self.lineage: Lineage | None = LabCLI.lineage
+        self.allowed_imports: list[str] = list(LabCLI.allowed_imports)
+        self.run_notes: dict[str, Any] = {}
         kwargs.setdefault("model_class", LabTask)
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("datamodule_class", L.LightningDataModule)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_callback", None)
         kwargs.setdefault("auto_configure_optimizers", False)
-        kwargs.setdefault("trainer_defaults", {"logger": False, "enable_checkpointing": False, "enable_model_summary": False})
+        kwargs.setdefault("trainer_defaults", {"logger": False, "enable_checkpointing": True, "enable_model_summary": False})
         kwargs.setdefault("parser_kwargs", {"default_env": False})
+        kwargs.setdefault("parser_class", LabArgumentParser)
         LabCLI.active = self
         super().__init__(*args, **kwargs)
 
@@ -68,6 +77,7 @@ class LabCLI(LightningCLI):
         parser.add_argument("--quiet", action=ActionYesNo, default=False,
                             help="no progress display and a one-line summary (default: a progress bar on a "
                                  "terminal, plain periodic lines otherwise, and a closing summary)")
+        lab_hooks.add_arguments(parser)
 
     # ---- the run's life ----------------------------------------------------------------------------
     def _experiment_name(self, config: Any) -> str:
@@ -76,17 +86,39 @@ class LabCLI(LightningCLI):
         recipes = config.get("config") or []
         if recipes:
             return Path(str(recipes[-1])).stem
-        return type(self.model).__name__ if getattr(self, "model", None) is not None else "default"
+        class_path = (config.get("model") or {}).get("class_path") if hasattr(config.get("model"), "get") else None
+        return str(class_path).rsplit(".", 1)[-1] if class_path else "default"
 
-    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+    def _parse_ckpt_path(self) -> None:
+        """Check `--ckpt_path` through the lab's one checkpoint loader (exit 2 naming the file, before a run
+        exists) and merge its hyper-parameters under the import allow-list."""
+        lab_hooks.check_ckpt_path(self)
+
+    def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         _set_threads(config.get("num_threads"))
         self.run_writer = RunWriter(config.get("store"), self._experiment_name(config), config.get("run_name"))
+        lab_hooks.loggers_into_run(config, self.run_writer.work_dir)
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        config = self.config[self.subcommand] if self.subcommand else self.config
         kwargs.setdefault("default_root_dir", str(self.run_writer.work_dir))
         kwargs.update(progress_trainer_kwargs(self._get(self.config_init, "trainer", default={}), quiet=bool(config.get("quiet"))))
         trainer = super().instantiate_trainer(**kwargs)
         trainer.callbacks.extend([self.metrics_recorder, _MarkFailedOnException(self)])
         return trainer
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[L.Callback]) -> L.Trainer:
+        settings = self.config[self.subcommand] if self.subcommand else self.config
+        existing = config.get("callbacks") or []
+        existing = [*(existing if isinstance(existing, list) else [existing]), *callbacks]
+        callbacks.extend(lab_hooks.lab_callbacks(self, settings, existing, config))
+        return super()._instantiate_trainer(config, callbacks)
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        kwargs["weights_only"] = True  # never unpickle code from a checkpoint (Lightning's default for URLs is False)
+        return kwargs
 
     def _begin_run(self) -> None:
         config = self.config[self.subcommand]
@@ -94,8 +126,10 @@ class LabCLI(LightningCLI):
         seed = config.get("seed_everything")
         self.run_writer.begin(
             recipe_yaml=recipe, seed=None if isinstance(seed, bool) else seed,
-            extra={"subcommand": self.subcommand, "model_family": getattr(self.model, "model_family", "unknown")},
+            extra={"subcommand": self.subcommand, "model_family": getattr(self.model, "model_family", "unknown"),
+                   **lab_hooks.begin_attrs(self)},
         )
+        self.run_notes["user_sources"] = lab_hooks.copy_sources(self)
         self._started = time.perf_counter()
         print(f"nde-lab: run {self.run_writer.run_id} of experiment {self.run_writer.experiment!r} "
               f"in {self.run_writer.store}", file=sys.stderr)
@@ -105,6 +139,7 @@ class LabCLI(LightningCLI):
         if writer is None or writer.settled:
             return
         try:
+            self.run_notes.update(lab_hooks.restore_best_weights(self))
             self.trainer.save_checkpoint(writer.checkpoint_dir / LAST_CHECKPOINT, weights_only=False)
             self.model.eval()
             with torch.no_grad():
@@ -114,7 +149,8 @@ class LabCLI(LightningCLI):
                     groups.update(callback.run_groups())
             if self.metrics_recorder.rows:
                 groups.setdefault("metrics", self.metrics_recorder.dataset())
-            final = writer.complete(groups, {"model_family": self.model.model_family, **self.model.run_attrs()})
+            final = writer.complete(groups, {"model_family": self.model.model_family, **self.model.run_attrs(),
+                                             **self.run_notes})
         except BaseException as err:
             self.fail_run(err)
             raise
@@ -135,7 +171,7 @@ class LabCLI(LightningCLI):
         writer = self.run_writer
         if writer is None or writer.settled or not writer.work_dir.exists():
             return
-        reason = f"{type(exception).__name__}: {exception}" if str(exception) else type(exception).__name__
+        reason = lab_hooks.failure_reason(exception)
         groups = {"metrics": self.metrics_recorder.dataset()} if self.metrics_recorder.rows else {}
         final = writer.fail(reason, groups, {"model_family": getattr(self.model, "model_family", "unknown")})
         print(f"nde-lab: run FAILED ({reason}); kept, marked failed: {final}", file=sys.stderr)
@@ -145,6 +181,8 @@ class LabCLI(LightningCLI):
 
 
 LabCLI.active: LabCLI | None = None
+LabCLI.lineage: Lineage | None = None
+LabCLI.allowed_imports: list[str] = []
 
 
 def _set_threads(requested: int | None) -> None:
@@ -158,21 +196,47 @@ def _set_threads(requested: int | None) -> None:
 
 def main(args: list[str] | None = None) -> int:
     """Console entry point; returns the exit status (0 ok, 1 the run failed, 2 bad recipe or data)."""
+    argv = list(sys.argv[1:] if args is None else args)
+    try:
+        argv, LabCLI.lineage = expand_run_arguments(argv)
+        LabCLI.allowed_imports = enforce_import_policy(prescan_allow_imports(argv))
+    except NdeLabError as err:
+        print(f"nde-lab: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return _run(argv)
+    finally:
+        if LabCLI.lineage is not None:
+            LabCLI.lineage.tmpdir.cleanup()
+
+
+def _run(args: list[str]) -> int:
+    program, sys.argv = sys.argv, sys.argv[:1]  # the arguments are passed explicitly (LightningCLI warns otherwise)
     silence_lightning()
     try:
         LabCLI(args=args)
+    except SIGTERMException:
+        # Lightning's SIGTERMException subclasses SystemExit with code None: a preempted job must not exit 0.
+        print("nde-lab: error: terminated by SIGTERM; the run is marked failed and can be continued with "
+              "nde-lab fit --resume RUN.", file=sys.stderr)
+        return EXIT_RUN_FAILED
     except SystemExit as exit_:
         return int(exit_.code or 0)
-    except (NdeLabError, ValueError, TypeError, FileNotFoundError, KeyboardInterrupt, RuntimeError) as err:
+    except (NdeLabError, ValueError, TypeError, FileNotFoundError, KeyboardInterrupt, RuntimeError,
+            AssertionError) as err:
         cli = LabCLI.active
         started = cli is not None and cli.run_writer is not None and cli.run_writer.settled
         if started:
-            print(f"nde-lab: error: the run failed: {type(err).__name__}: {err}", file=sys.stderr)
+            print(f"nde-lab: error: the run failed: {lab_hooks.failure_reason(err)}", file=sys.stderr)
             return EXIT_RUN_FAILED
+        if isinstance(err, AssertionError):
+            raise
         if not isinstance(err, NdeLabError | ValueError | TypeError | FileNotFoundError):
             traceback.print_exc()
         print(f"nde-lab: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        sys.argv = program
     return 0
 
 

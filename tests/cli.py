@@ -12,13 +12,15 @@ RECIPES = REPO / "recipes"
 
 
 def run_cli(
-    *args: str, store: Path | None, timeout: float = 600, cwd: Path | None = None, env_store: Path | None = None
+    *args: str, store: Path | None, timeout: float = 600, cwd: Path | None = None, env_store: Path | None = None,
+    extra_path: Path | None = None,
 ) -> subprocess.CompletedProcess:
-    """`nde-lab <args> --store <store>` with tests/ importable (for user-written fields).
+    """`nde-lab <args> --store <store>` with tests/ (and `extra_path`) importable (for user-written fields).
 
     With `store=None` no --store is passed; `env_store` then sets $NDE_LAB_STORE.
     """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+    paths = [str(REPO / "tests"), *([str(extra_path)] if extra_path else []), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONWARNINGS": "ignore"}
     env.pop("NDE_LAB_STORE", None)
     if env_store is not None:

@@ -138,7 +138,7 @@ def test_a_vector_field_that_blows_up_gives_a_failed_run_with_its_reason(tmp_pat
         "      class_path: user_fields.Exploding\n      init_args: {dim: 2}",
     )
     store = tmp_path / "s"
-    out = run_cli("fit", "--config", str(recipe), *TINY, store=store)
+    out = run_cli("fit", "--config", str(recipe), *TINY, "--allow_import", "user_fields", store=store)
     assert out.returncode == 1, out.stderr[-2000:]
     assert "SolverError" in out.stderr and "non-finite state" in out.stderr and "method='rk4'" in out.stderr
     (run_dir,) = runs_in(store)

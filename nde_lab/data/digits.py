@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from nde_lab.data.resumable import ResumableGenerators
 from nde_lab.errors import DataError
 
 __all__ = ["DigitsDataModule", "load_digits_array"]
@@ -28,7 +29,7 @@ def load_digits_array() -> tuple[np.ndarray, np.ndarray]:
     return bunch.data.astype(np.int64), bunch.target.astype(np.int64)
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitsDataModule(ResumableGenerators, L.LightningDataModule):
     """8x8 digits as flat vectors of 64 pixels, split once (seeded) into train and held-out images.
 
     Args:
@@ -63,7 +64,7 @@ class DigitsDataModule(L.LightningDataModule):
         self.val_labels = torch.as_tensor(labels[val_idx])
 
     def train_dataloader(self) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed)
+        gen = self.data_generator("train")
         return DataLoader(TensorDataset(self.train_x), batch_size=self.batch_size, shuffle=True, generator=gen)
 
     def val_dataloader(self) -> DataLoader:

@@ -13,6 +13,7 @@ import xarray as xr
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from nde_lab.data.resumable import ResumableGenerators
 from nde_lab.dynamics.sde import SDE
 from nde_lab.errors import DataError
 from nde_lab.solvers.sde import SDESolverOptions, solve_sde
@@ -31,7 +32,7 @@ class _Paths(Dataset):
         return self.y[i]
 
 
-class PathsDataModule(L.LightningDataModule):
+class PathsDataModule(ResumableGenerators, L.LightningDataModule):
     """Paths observed at shared times, split into training and validation paths.
 
     Batches are dicts: `t` (T,) observation times, `y` (B, T, D) observations in data units, and
@@ -80,7 +81,7 @@ class PathsDataModule(L.LightningDataModule):
 
     def _loader(self, index: np.ndarray, shuffle: bool) -> DataLoader:
         y = torch.as_tensor(self.values[index])
-        generator = torch.Generator().manual_seed(self.seed)
+        generator = self.data_generator("train" if shuffle else "eval")
         return DataLoader(_Paths(y), batch_size=self.batch_size, shuffle=shuffle, collate_fn=self._batch,
                           generator=generator)
 

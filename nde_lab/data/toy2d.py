@@ -239,6 +239,13 @@ class Toy2DDataModule(L.LightningDataModule):
         tensors = [self.val_x] + ([_one_hot(self.val_labels.numpy(), self.context_dim)] if self.context_dim else [])
         return DataLoader(TensorDataset(*tensors), batch_size=max(self.batch_size, 1024))
 
+    def state_dict(self) -> dict[str, int]:
+        """The epoch counter of the training draws (epoch e draws from rng([seed, e])): kept in checkpoints."""
+        return {"train_epoch": self._train.epoch}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._train.epoch = int(state_dict.get("train_epoch", self._train.epoch))
+
     def true_log_density(self, x: np.ndarray) -> np.ndarray:
         """The generator's true log-density at x (n, 2), where known (see `toy2d_log_density`)."""
         return toy2d_log_density(self.name, x)

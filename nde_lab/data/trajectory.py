@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from nde_lab.data.resumable import ResumableGenerators
 from nde_lab.data.series import Series
 from nde_lab.data.sources import SeriesSource
 from nde_lab.errors import DataError
@@ -39,7 +40,7 @@ class _Whole(Dataset):
         return self.times, self.values
 
 
-class TrajectoryDataModule(L.LightningDataModule):
+class TrajectoryDataModule(ResumableGenerators, L.LightningDataModule):
     """Trains on random sub-windows of one observed series (the classic spiral demo), validates on all of it.
 
     Batches are (times (B, L), values (B, L, D)) in the series' units; the task standardises.
@@ -49,7 +50,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         window_length: observations per training window L (>= 2; capped at the series length).
         windows_per_batch: windows per batch B.
         batches_per_epoch: training batches per epoch.
-        seed: seed of the window sampler (windows are reproducible for a given seed).
+        seed: seed of the window sampler, seeded once (windows are reproducible for a given seed, and
+            the sampler's state is part of every checkpoint, so a resumed fit draws the same windows).
     """
 
     def __init__(
@@ -84,7 +86,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         windows = _Windows(self.times, self.values, self.window_length)
         sampler = RandomSampler(
             windows, replacement=True, num_samples=self.windows_per_batch * self.batches_per_epoch,
-            generator=torch.Generator().manual_seed(self.seed),
+            generator=self.data_generator("train"),
         )
         return DataLoader(windows, batch_size=self.windows_per_batch, sampler=sampler)
 

@@ -28,6 +28,10 @@ class LabTask(L.LightningModule):
     #: A short name stored in the run's root attrs (`neural_ode`, `sde`, `latent_sde`, `bayes_ode`, ...).
     model_family: ClassVar[str] = "unknown"
 
+    #: The metric `checkpoints/best.ckpt` tracks (minimised) when the recipe has no `EarlyStopping`;
+    #: None keeps `last.ckpt` only. A task that does not log it simply gets no `best.ckpt`.
+    checkpoint_monitor: ClassVar[str | None] = "train_loss"
+
     def run_outputs(self, datamodule: L.LightningDataModule | None) -> dict[str, xr.Dataset]:
         """Groups to store when fit ends, keyed by DataTree group name (DESIGN.md's names).
 

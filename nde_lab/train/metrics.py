@@ -33,12 +33,7 @@ class MetricsRecorder(L.Callback):
     def _refresh_last(self, trainer: L.Trainer) -> None:
         """Add what the module logged in its own `on_train_epoch_end`, which Lightning calls after
         this callback's, to the epoch's row."""
-        if self.rows and self._open_epoch:
-            for name, value in trainer.callback_metrics.items():
-                try:
-                    self.rows[-1][name] = float(value)
-                except (TypeError, ValueError):
-                    continue
+        self.refresh(trainer)
         self._open_epoch = False
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -57,6 +52,23 @@ class MetricsRecorder(L.Callback):
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._record(trainer)
+
+    def state_dict(self) -> dict[str, list[dict[str, float]]]:
+        """The rows so far: part of every checkpoint, so a resumed run keeps the history of its parent."""
+        return {"rows": [dict(row) for row in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, list[dict[str, float]]]) -> None:
+        self.rows = [dict(row) for row in state_dict.get("rows", [])]
+        self._open_epoch = False
+
+    def refresh(self, trainer: L.Trainer) -> None:
+        """Add values the module logged in its own `on_train_epoch_end` to the epoch's row (before a checkpoint)."""
+        if self.rows and self._open_epoch:
+            for name, value in trainer.callback_metrics.items():
+                try:
+                    self.rows[-1][name] = float(value)
+                except (TypeError, ValueError):
+                    continue
 
     def dataset(self) -> xr.Dataset:
         """Metrics along `epoch` (one entry per record); NaN where a metric was not logged."""
