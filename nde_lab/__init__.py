@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "list_runs", "open_run"]
+__all__ = ["__version__", "list_runs", "open_run", "open_sweep"]
 
 
 def __getattr__(name: str):
@@ -13,4 +13,8 @@ def __getattr__(name: str):
         from nde_lab.store import reader
 
         return getattr(reader, name)
+    if name == "open_sweep":
+        from nde_lab.sweep.record import open_sweep
+
+        return open_sweep
     raise AttributeError(f"module 'nde_lab' has no attribute {name!r}")

@@ -14,7 +14,10 @@ import sys
 __all__ = ["COMMANDS", "main"]
 
 #: subcommand -> (module implementing `main(argv) -> int`, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sweep": ("nde_lab.commands.sweep", "run a recipe over a grid of settings and seeds (local pool or Dask)"),
+    "sbc": ("nde_lab.commands.sbc", "simulation-based calibration of a Bayesian recipe's inference"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
