@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="a dotted recipe key and its values (repeat for more keys: their product is swept)")
     p.add_argument("--seeds", type=int, default=1, help="seed indices: index s sets every recipe seed to its value + s")
-    p.add_argument("--executor", choices=["local", "dask"], default="local")
+    p.add_argument("--executor", choices=["local", "dask", "inprocess"], default="local",
+                   help="local: a pool of processes; dask: Dask distributed; inprocess: one after another here")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
     p.add_argument("--workers", type=int, default=1, help="points run at once (local pool or LocalCluster workers)")
     p.add_argument("--store", default=None)

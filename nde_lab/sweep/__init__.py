@@ -12,6 +12,7 @@ from nde_lab._lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "DaskExecutor": "nde_lab.sweep.executors",
     "Executor": "nde_lab.sweep.executors",
+    "InProcessExecutor": "nde_lab.sweep.executors",
     "LocalExecutor": "nde_lab.sweep.executors",
     "SchedulerUnreachable": "nde_lab.sweep.executors",
     "Sweep": "nde_lab.sweep.record",

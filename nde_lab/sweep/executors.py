@@ -15,7 +15,7 @@ from typing import Any
 from nde_lab.errors import NdeLabError
 from nde_lab.sweep.point import PointTask, run_point
 
-__all__ = ["DaskExecutor", "Executor", "LocalExecutor", "SchedulerUnreachable", "make_executor"]
+__all__ = ["DaskExecutor", "Executor", "InProcessExecutor", "LocalExecutor", "SchedulerUnreachable", "make_executor"]
 
 Done = Callable[[dict[str, Any]], None]
 
@@ -57,6 +57,35 @@ class LocalExecutor(Executor):
                 results.append(future.result())
                 if on_done:
                     on_done(results[-1])
+        return results
+
+
+class InProcessExecutor(Executor):
+    """Points one after another in this process through the same `nde-lab fit` entry point: for cheap
+    points (small Bayesian fits in SBC, tests) where a process start costs more than the fit."""
+
+    def run(self, tasks: Iterable[PointTask], on_done: Done | None = None) -> list[dict[str, Any]]:
+        import contextlib
+        import io
+        import time
+
+        from nde_lab.commands import main as nde_lab_main
+        from nde_lab.sweep.point import _error_line, settled_status
+
+        results = []
+        for task in tasks:
+            start = time.perf_counter()
+            settled, ran, code = settled_status(task.run_dir), False, 0
+            if settled is None:
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                    code = nde_lab_main(task.fit_argv())
+                settled, ran = settled_status(task.run_dir), True
+            status, failure = settled if settled else ("failed", _error_line(err.getvalue()) or f"fit exited {code}")
+            results.append({"run_name": task.run_name, "status": status, "failure": failure, "returncode": code,
+                            "seconds": time.perf_counter() - start, "ran": ran})
+            if on_done:
+                on_done(results[-1])
         return results
 
 
@@ -116,11 +145,13 @@ class DaskExecutor(Executor):
 
 
 def make_executor(kind: str = "local", *, workers: int = 1, scheduler: str | None = None, retries: int = 2) -> Executor:
-    """An executor by name: "local" (default) or "dask"."""
+    """An executor by name: "local" (default), "dask" or "inprocess"."""
     if kind == "local":
         if scheduler:
             raise ValueError("--scheduler needs --executor dask.")
         return LocalExecutor(workers)
     if kind == "dask":
         return DaskExecutor(scheduler, workers, retries=retries)
-    raise ValueError(f"--executor must be one of 'local', 'dask'; got {kind!r}.")
+    if kind == "inprocess":
+        return InProcessExecutor()
+    raise ValueError(f"--executor must be one of 'local', 'dask', 'inprocess'; got {kind!r}.")
