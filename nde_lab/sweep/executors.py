@@ -31,7 +31,7 @@ class Executor(ABC):
     def run(self, tasks: Iterable[PointTask], on_done: Done | None = None) -> list[dict[str, Any]]:
         """Run every task (each in its own process) and return their `run_point` results."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: most executors hold nothing)
         """Release what the executor started (clusters, clients)."""
 
     def __enter__(self) -> Executor:

@@ -14,6 +14,7 @@ absent, or one complete/failed run; a retried point never duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -53,7 +54,7 @@ class PointTask:
         args = ["fit", "--config", self.recipe, *self.extra_args]
         for key, value in self.overrides:
             args += [f"--{key}", value]
-        return args + ["--store", self.store, "--experiment", self.experiment, "--run_name", self.run_name]
+        return [*args, "--store", self.store, "--experiment", self.experiment, "--run_name", self.run_name]
 
 
 def settled_status(run_dir: Path) -> tuple[str, str] | None:
@@ -101,10 +102,8 @@ def _error_line(stderr: str) -> str:
 
 def _die_with_parent(parent: int) -> None:
     """Ask Linux to SIGKILL this process when its launcher dies; exit now if it already has."""
-    try:
+    with contextlib.suppress(OSError):  # not Linux: the lock still prevents duplicates while a stale attempt lives
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: the lock still prevents duplicates while a stale attempt lives
-        pass
     if os.getppid() != parent:
         sys.exit(EXIT_RUN_FAILED)
 
@@ -118,6 +117,11 @@ def _remove_stale_partial(run_dir: Path) -> None:
         shutil.rmtree(partial)
 
 
+def _option(argv: list[str], name: str) -> str:
+    """The value after the last `name` in `argv`."""
+    return argv[len(argv) - 1 - argv[::-1].index(name) + 1]
+
+
 def main(argv: list[str]) -> int:
     """`python -m nde_lab.sweep.point --lock L --parent PID -- fit ...` (see the module docstring)."""
     sep = argv.index("--")
@@ -129,8 +133,8 @@ def main(argv: list[str]) -> int:
     _die_with_parent(int(opts["--parent"]))
     with open(opts["--lock"], "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        opts_fit = dict(zip(fit_argv, fit_argv[1:], strict=False))
-        run_dir = Path(opts_fit["--store"]).expanduser().resolve() / opts_fit["--experiment"] / opts_fit["--run_name"]
+        run_dir = Path(_option(fit_argv, "--store")).expanduser().resolve() / _option(fit_argv, "--experiment") / _option(
+            fit_argv, "--run_name")
         if settled_status(run_dir) is not None:
             return EXIT_OK
         _remove_stale_partial(run_dir)

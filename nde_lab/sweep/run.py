@@ -66,6 +66,8 @@ def plan_sweep(recipe: str | os.PathLike, grid: Mapping[str, Sequence[Any]] | No
     for key, vs in values.items():
         if not vs:
             raise RecipeError(f"grid key {key!r} has no values.")
+    if not values and seeds < 2:
+        raise RecipeError("empty sweep: give at least one --grid KEY=V1,V2,... or --seeds N with N >= 2.")
     text = path.read_text()
     try:
         conclusions = validate_conclusions((yaml.safe_load(text) or {}).get("conclusions"))
@@ -122,10 +124,17 @@ def run_sweep(recipe: str | os.PathLike, grid: Mapping[str, Sequence[Any]] | Non
     Returns the `Sweep` record (`sweep.attrs["n_failed"]` counts failed points).
     Raises RecipeError (bad recipe, key or value) or SchedulerUnreachable before anything runs.
     """
-    plan = plan_sweep(recipe, grid, seeds=seeds, store=store, experiment=experiment, name=name, extra_args=extra_args)
-    todo = plan.missing()
     owned = isinstance(executor, str)
+    # connect first: an unreachable scheduler fails within seconds, before the recipe is even parsed
     ex = make_executor(executor, workers=workers, scheduler=scheduler, retries=retries) if owned else executor
+    try:
+        plan = plan_sweep(recipe, grid, seeds=seeds, store=store, experiment=experiment, name=name,
+                          extra_args=extra_args)
+    except BaseException:
+        if owned:
+            ex.close()
+        raise
+    todo = plan.missing()
     print(f"nde-lab sweep: {plan.name}: {len(plan.points)} point(s), {len(plan.points) - len(todo)} already in the "
           f"store, running {len(todo)} -> {plan.store / plan.experiment}", file=sys.stderr)
     by_name = {p.run_name: p for p in todo}
