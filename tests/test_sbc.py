@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from cli import RECIPES
 
+from nde_lab.sweep.plots import plot_ranks
 from nde_lab.sweep.sbc import run_sbc
 
 RECIPE = RECIPES / "sbc_linear_regression.yaml"
@@ -48,3 +49,6 @@ def test_sbc_mean_field_guide_on_correlated_posterior_is_rejected(tmp_path):
     # overconfident: the truth falls outside the too-narrow posterior, ranks pile up in the end bins
     assert int(counts.isel(bin=[0, -1]).sum()) > 0.8 * int(counts.sum())
     assert (tree["coverage"]["coverage"].sel(level=0.9) < 0.6).all()
+    fig = plot_ranks(tree)
+    heights = [[bar.get_height() for bar in ax.patches if bar.get_width() < 1] for ax in fig.axes]
+    assert np.array_equal(heights, counts.values)

@@ -17,6 +17,7 @@ from cli import RECIPES, REPO, run_cli, runs_in
 from scipy import stats
 
 import nde_lab
+from nde_lab.sweep.plots import plot_conclusion
 
 GRID = ["--grid", "data.init_args.n_paths=20,40", "--seeds", "3"]
 BUDGET = ["--trainer.max_epochs", "1", "--model.init_args.n_samples", "10", "--data.init_args.sim_dt", "0.01"]
@@ -52,8 +53,8 @@ def local_sweep(tmp_path_factory):
 def test_sweep_2x3_six_runs_record_and_numpy_summaries(local_sweep):
     _, store, res = local_sweep
     assert res.returncode == 0, res.stderr[-3000:]
-    runs = runs_in(store / "ou_sweep")
-    assert len([r for r in runs if not r.name.startswith("_")]) == 6
+    runs = [r for r in runs_in(store) if not r.name.startswith("_")]
+    assert len(runs) == 6 and not [r for r in runs if r.name.endswith(".partial")]
     sweep = nde_lab.open_sweep(store / "ou_sweep")
     assert dict(sweep.scalars.sizes) == {"n_paths": 2, "seed": 3}
     assert sweep.keys == {"n_paths": "data.init_args.n_paths"}
@@ -82,6 +83,9 @@ def test_sweep_2x3_six_runs_record_and_numpy_summaries(local_sweep):
     p = sweep.scalars["conclusions.p_high"].values
     assert ((p > 0.05) & (p < 0.95)).all()  # P(X_10 > 2) of an OU with mean ~2: near 1/2
     assert "theta at 20" in res.stdout and "NOT robust" in res.stdout
+    fig = plot_conclusion(sweep, "theta")
+    points = fig.axes[0].lines[0].get_ydata()
+    np.testing.assert_array_equal(points, theta.ravel())
 
 
 def test_resume_runs_only_missing_points_and_records_failures(local_sweep):
@@ -107,7 +111,7 @@ def test_resume_runs_only_missing_points_and_records_failures(local_sweep):
         if path != str(victim):
             assert nde_lab.open_run(path).attrs["created"] == created  # not re-run
     assert nde_lab.open_run(victim).status == "complete"
-    assert not [p for p in runs_in(store / "ou_sweep") if p.name.endswith(".partial")]
+    assert not [p for p in runs_in(store) if p.name.endswith(".partial")]
     np.testing.assert_allclose(after.scalars["parameters.theta"].sel(n_paths=[20, 40]).values,
                                sweep.scalars["parameters.theta"].values, rtol=1e-12)
 

@@ -18,6 +18,8 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "Sweep": "nde_lab.sweep.record",
     "open_sweep": "nde_lab.sweep.record",
     "plan_sweep": "nde_lab.sweep.run",
+    "plot_conclusion": "nde_lab.sweep.plots",
+    "plot_ranks": "nde_lab.sweep.plots",
     "run_sweep": "nde_lab.sweep.run",
     "run_sbc": "nde_lab.sweep.sbc",
     "open_sbc": "nde_lab.sweep.sbc",
