@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -175,8 +176,9 @@ def test_dask_sweep_with_a_killed_worker_matches_local(local_sweep, dask_cluster
     sweep = nde_lab.open_sweep(experiment)
     assert (sweep.runs["status"] == "complete").all()
     # the interrupted point was run again from scratch after the kill
-    restarted = [p for p in partials if nde_lab.open_run(experiment / p[1:].removesuffix(".partial")).attrs["created"]
-                 > time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(killed_at))]
+    created = {p: datetime.fromisoformat(nde_lab.open_run(experiment / p[1:].removesuffix(".partial")).attrs["created"])
+               for p in partials}
+    restarted = [p for p, c in created.items() if c.timestamp() > killed_at + 1]
     assert restarted, (partials, err[-2000:])
     local = _values(nde_lab.open_sweep(local_sweep[1] / "ou_sweep"))
     remote = _values(sweep)
