@@ -95,9 +95,10 @@ def run_point(task: PointTask, timeout: float | None = None) -> dict[str, Any]:
 
 
 def _error_line(stderr: str) -> str:
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "error" in ln.lower()]
-    return (errors or lines or [""])[-1][:1000]
+    """The CLI's error message (from its last `error:` to the end, on one line), else the last line."""
+    at = stderr.rfind("error:")
+    text = stderr[at + len("error:"):] if at >= 0 else (stderr.strip().splitlines() or [""])[-1]
+    return " ".join(ln.strip() for ln in text.splitlines() if ln.strip())[:1000]
 
 
 def _die_with_parent(parent: int) -> None:
