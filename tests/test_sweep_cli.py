@@ -93,6 +93,7 @@ def test_resume_runs_only_missing_points_and_records_failures(local_sweep):
     recipe, store, _ = local_sweep
     sweep = nde_lab.open_sweep(store / "ou_sweep")
     before = {str(p): nde_lab.open_run(str(p)).attrs["created"] for p in sweep.runs["run_path"].values.ravel()}
+    theta = sweep.scalars["parameters.theta"].values  # read now: the record is rewritten in place below
     victim = Path(str(sweep.runs["run_path"].sel(n_paths=40, seed=1).item()))
     import shutil
 
@@ -113,8 +114,7 @@ def test_resume_runs_only_missing_points_and_records_failures(local_sweep):
             assert nde_lab.open_run(path).attrs["created"] == created  # not re-run
     assert nde_lab.open_run(victim).status == "complete"
     assert not [p for p in runs_in(store) if p.name.endswith(".partial")]
-    np.testing.assert_allclose(after.scalars["parameters.theta"].sel(n_paths=[20, 40]).values,
-                               sweep.scalars["parameters.theta"].values, rtol=1e-12)
+    np.testing.assert_allclose(after.scalars["parameters.theta"].sel(n_paths=[20, 40]).values, theta, rtol=1e-12)
 
 
 def _free_port() -> int:
