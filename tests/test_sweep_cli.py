@@ -48,11 +48,12 @@ def local_sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
     recipe, store = _recipe(tmp), tmp / "store"
     res = run_cli("sweep", "--config", str(recipe), *GRID, *NAME, "--workers", "2", *BUDGET, store=store)
-    return recipe, store, res
+    values = _values(nde_lab.open_sweep(store / "ou_sweep")) if res.returncode == 0 else {}
+    return recipe, store, res, values  # values read now: the resume test extends this sweep
 
 
 def test_sweep_2x3_six_runs_record_and_numpy_summaries(local_sweep):
-    _, store, res = local_sweep
+    _, store, res, _ = local_sweep
     assert res.returncode == 0, res.stderr[-3000:]
     runs = [r for r in runs_in(store) if not r.name.startswith("_")]
     assert len(runs) == 6 and not [r for r in runs if r.name.endswith(".partial")]
@@ -90,7 +91,7 @@ def test_sweep_2x3_six_runs_record_and_numpy_summaries(local_sweep):
 
 
 def test_resume_runs_only_missing_points_and_records_failures(local_sweep):
-    recipe, store, _ = local_sweep
+    recipe, store, _, _ = local_sweep
     sweep = nde_lab.open_sweep(store / "ou_sweep")
     before = {str(p): nde_lab.open_run(str(p)).attrs["created"] for p in sweep.runs["run_path"].values.ravel()}
     theta = sweep.scalars["parameters.theta"].values  # read now: the record is rewritten in place below
@@ -150,7 +151,7 @@ def dask_cluster():
 
 
 def test_dask_sweep_with_a_killed_worker_matches_local(local_sweep, dask_cluster, tmp_path):
-    recipe, _, _ = local_sweep
+    recipe, _, _, local = local_sweep
     address, procs = dask_cluster
     store = tmp_path / "store"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
@@ -180,7 +181,6 @@ def test_dask_sweep_with_a_killed_worker_matches_local(local_sweep, dask_cluster
                for p in partials}
     restarted = [p for p, c in created.items() if c.timestamp() > killed_at + 1]
     assert restarted, (partials, err[-2000:])
-    local = _values(nde_lab.open_sweep(local_sweep[1] / "ou_sweep"))
     remote = _values(sweep)
     assert local.keys() == remote.keys()
     for key in local:
