@@ -4,15 +4,19 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "list_runs", "open_run", "open_sweep"]
+__all__ = ["__version__", "gc", "list_runs", "open_run", "open_sweep"]
 
 
 def __getattr__(name: str):
     # Lazy: `import nde_lab` stays cheap (no torch/lightning import) until a run is opened.
-    if name in {"open_run", "list_runs"}:
-        from nde_lab.store import reader
+    if name in {"open_run", "list_runs", "Run"}:
+        from nde_lab import run
 
-        return getattr(reader, name)
+        return getattr(run, name)
+    if name == "gc":
+        from nde_lab.store.catalog import gc
+
+        return gc
     if name == "open_sweep":
         from nde_lab.sweep.record import open_sweep
 

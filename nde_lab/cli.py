@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.cli import LightningCLI
 
 from nde_lab.errors import NdeLabError
-from nde_lab.store.restore import LAST_CHECKPOINT
+from nde_lab.restore import LAST_CHECKPOINT
 from nde_lab.store.writer import RunWriter
 from nde_lab.train.base import LabTask
 from nde_lab.train.metrics import MetricsRecorder
@@ -114,6 +114,9 @@ class LabCLI(LightningCLI):
             self.model.eval()
             with torch.no_grad():
                 groups = dict(self.model.run_outputs(self.datamodule))
+            for callback in self.trainer.callbacks:  # probes (e.g. nde_lab.theory) contribute their groups
+                if callable(getattr(callback, "run_groups", None)):
+                    groups.update(callback.run_groups())
             if self.metrics_recorder.rows:
                 groups.setdefault("metrics", self.metrics_recorder.dataset())
             final = writer.complete(groups, {"model_family": self.model.model_family, **self.model.run_attrs()})

@@ -6,6 +6,8 @@ __all__ = [
     "DataError",
     "NdeLabError",
     "RecipeError",
+    "RunConflictError",
+    "RunDamagedError",
     "RunNotReadyError",
     "SolverError",
     "StoreError",
@@ -34,3 +36,12 @@ class StoreError(NdeLabError, OSError):
 
 class RunNotReadyError(StoreError):
     """A run was opened that is failed or still running; its status and failure reason are in the message."""
+
+
+class RunDamagedError(StoreError):
+    """A stored run disagrees with its manifest (a missing or altered object); the message names the
+    group and variable."""
+
+
+class RunConflictError(StoreError):
+    """Another writer holds or already created the run (or group) being written."""

@@ -40,8 +40,20 @@ def _check_layout(run, names):
     assert {"mean", "sd", "quantiles", "r_hat", "ess_bulk"} <= set(summ.data_vars)
 
 
-def _arviz_agrees(run):
-    idata = az.from_datatree(run.tree)
+def _arviz_agrees(run, tmp_path):
+    idata = run.to_arviz()
+    assert "x" not in idata.observed_data  # covariates go to constant_data
+    loo = az.loo(idata)
+    assert np.isfinite(loo.elpd_loo) and loo.n_data_points == idata.observed_data["y"].size
+    import matplotlib
+
+    matplotlib.use("Agg")
+    az.plot_ppc(idata, num_pp_samples=20)
+    import matplotlib.pyplot as plt
+
+    plt.savefig(tmp_path / "ppc.png")
+    plt.close("all")
+    assert (tmp_path / "ppc.png").stat().st_size > 1000
     theirs = az.summary(idata, group="posterior", kind="all", round_to="none")
     ours = run.summary
     for label in ours["parameter"].values:
@@ -64,7 +76,7 @@ def test_lotka_volterra_fast_recipe(tmp_path):
     assert run.posterior["z_init"].dims == ("chain", "draw", "state")
     assert run.tree["posterior_predictive"].to_dataset()["y"].dims == ("chain", "draw", "time", "state")
     assert np.isfinite(run.summary.attrs["pareto_k"])
-    _arviz_agrees(run)
+    _arviz_agrees(run, tmp_path)
     pred = run.predict(np.linspace(0, 25, 6), n=40)
     assert pred["y"].dims == ("sample", "time", "state") and pred["bands"].sizes["quantile"] == 3
     assert pred.attrs["n_draws"] == 40 and bool((pred["mc_se"] > 0).all())
@@ -91,7 +103,7 @@ def test_rugged_nuts_recipe_and_arviz(tmp_path):
     assert "divergent" in proc.stderr
     run = _only_run(tmp_path, "rugged_regression")
     _check_layout(run, ["a", "bA", "bR", "bAR", "sigma"])
-    _arviz_agrees(run)
+    _arviz_agrees(run, tmp_path)
     assert run.tree["log_likelihood"].to_dataset()["y"].dims == ("chain", "draw", "obs")
 
 

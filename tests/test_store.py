@@ -9,7 +9,7 @@ import zarr
 
 import nde_lab
 from nde_lab.errors import RunNotReadyError, StoreError
-from nde_lab.store import RunWriter, list_runs, new_run_id, resolve_store, validate_name
+from nde_lab.store import RunWriter, list_runs, new_run_id, resolve_store, run_state, validate_name
 from nde_lab.store.writer import write_tree
 
 
@@ -43,7 +43,7 @@ def test_a_complete_run_follows_the_contract(tmp_path):
     writer.begin(recipe_yaml="model: {}\n", seed=7)
     # while running the run is hidden and marked running
     assert not writer.final_dir.exists() and writer.work_dir.name.startswith(".")
-    assert zarr.open_group(str(writer.zarr_path), mode="r").attrs["status"] == "running"
+    assert run_state(writer.partial).status == "running"
     final = writer.complete(_groups(), {"model_family": "test"})
     run = nde_lab.open_run(final)
     for key in ("status", "failure", "created", "nde_lab_version", "library_versions", "seed", "recipe", "model_family"):

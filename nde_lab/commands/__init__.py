@@ -15,6 +15,7 @@ __all__ = ["COMMANDS", "main"]
 
 #: subcommand -> (module implementing `main(argv) -> int`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "gc": ("nde_lab.commands.gc", "remove dead leftovers of interrupted runs and saves from the store"),
     "sweep": ("nde_lab.commands.sweep", "run a recipe over a grid of settings and seeds (local pool or Dask)"),
     "sbc": ("nde_lab.commands.sbc", "simulation-based calibration of a Bayesian recipe's inference"),
 }

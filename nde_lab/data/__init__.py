@@ -29,6 +29,8 @@ _EXPORTS = {
     "toy2d_sample": "nde_lab.data.toy2d",
     "toy2d_log_density": "nde_lab.data.toy2d",
     "DigitsDataModule": "nde_lab.data.digits",
+    "RegressionDataModule": "nde_lab.data.regression",
+    "regression_data": "nde_lab.data.regression",
 }
 
 __all__, __getattr__, __dir__ = lazy_exports("nde_lab.data", _EXPORTS)

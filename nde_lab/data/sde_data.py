@@ -92,17 +92,17 @@ class PathsDataModule(L.LightningDataModule):
 
     def observed_dataset(self) -> xr.Dataset:
         """The observations as `observed_data`: y (sample, time, state), with split masks."""
+        from nde_lab.store.schema import observed_dataset
+
         split = np.zeros(self.values.shape[0], dtype=np.int8)
         split[self.val_index] = 1
-        return xr.Dataset(
-            {"y": (("sample", "time", "state"), self.values.astype(np.float64), {"units": self.units}),
-             "validation": ("sample", split, {"description": "1 for validation paths"}),
-             "observed": ("time", self.observed.astype(np.int8), {"description": "0 at held-out times"})},
-            coords={"sample": np.arange(self.values.shape[0]),
-                    "time": ("time", self.times.astype(np.float64), {"units": self.time_units}),
-                    "state": list(self.state_names)},
-            attrs={"source": self.source},
-        )
+        ds = observed_dataset(self.values.astype(np.float64), self.times, list(self.state_names),
+                              time_units=self.time_units, attrs={"source": self.source})
+        ds["y"].attrs["units"] = self.units
+        return ds.assign(
+            validation=("sample", split, {"description": "1 for validation paths"}),
+            observed=("time", self.observed.astype(np.int8), {"description": "0 at held-out times"}),
+        ).assign_coords(sample=np.arange(self.values.shape[0]))
 
 
 class SimulatedPaths(PathsDataModule):

@@ -3,7 +3,7 @@
 from nde_lab.dynamics.base import VectorField
 from nde_lab.dynamics.linear import LinearVectorField
 from nde_lab.dynamics.mechanistic import LotkaVolterra
-from nde_lab.dynamics.mlp import ACTIVATIONS, MLPVectorField
+from nde_lab.dynamics.mlp import ACTIVATIONS, MLP, MLPVectorField
 from nde_lab.dynamics.sde import SDE, NeuralSDE, euler_maruyama_log_prob
 from nde_lab.dynamics.sde_latent import LatentSDEModel
 from nde_lab.dynamics.sde_parametric import (
@@ -14,6 +14,7 @@ from nde_lab.dynamics.sde_parametric import (
 
 __all__ = [
     "ACTIVATIONS",
+    "MLP",
     "SDE",
     "GeometricBrownianMotion",
     "LatentSDEModel",

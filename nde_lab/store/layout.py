@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from datetime import UTC, datetime
-from pathlib import Path
 
 from nde_lab.errors import StoreError
+from nde_lab.store.location import STORE_ENV, resolve_store
 
 __all__ = [
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
+    "PARTIAL_SUFFIX",
     "STORE_ENV",
     "ZARR_NAME",
     "new_run_id",
+    "partial_name",
     "resolve_store",
     "validate_name",
 ]
 
-STORE_ENV = "NDE_LAB_STORE"
 ZARR_NAME = "run.zarr"
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 PARTIAL_PREFIX = "."
 PARTIAL_SUFFIX = ".partial"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}\Z")
 
 
 def validate_name(name: str, what: str) -> str:
@@ -48,12 +48,6 @@ def new_run_id(now: datetime | None = None) -> str:
     """A unique, lexically sortable run id: UTC time to the microsecond plus a random suffix."""
     now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%S_%f}Z-{secrets.token_hex(3)}"
-
-
-def resolve_store(store: str | os.PathLike | None = None) -> Path:
-    """The store root: `store` if given, else $NDE_LAB_STORE, else ./store."""
-    chosen = store if store not in (None, "") else os.environ.get(STORE_ENV) or "store"
-    return Path(chosen).expanduser().resolve()
 
 
 def partial_name(run_id: str) -> str:

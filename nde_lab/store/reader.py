@@ -1,118 +1,140 @@
-"""Opening runs: `open_run`, `list_runs`, and the `Run` object that queries go through."""
+"""Reading stored runs: resolving a run (`latest`), checking it against its manifest, lazy groups.
+
+`StoredRun` is the store's view of a run: attrs, groups, config and the files of the run, verified
+against `manifest.json` when opened. The model and queries live above the store (`nde_lab.run.Run`).
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import tempfile
+import warnings
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-import numpy as np
 import xarray as xr
 import yaml
 
-import nde_lab.query  # noqa: F401  (registers the Dataset.nde accessor)
-from nde_lab.errors import RunNotReadyError, StoreError
-from nde_lab.store.layout import (
-    CHECKPOINT_DIR,
-    CONFIG_FILE,
-    PARTIAL_SUFFIX,
-    ZARR_NAME,
-    resolve_store,
-)
+from nde_lab.errors import RunDamagedError, RunNotReadyError, StoreError
+from nde_lab.store.layout import CHECKPOINT_DIR, CONFIG_FILE, PARTIAL_SUFFIX, ZARR_NAME
+from nde_lab.store.location import Location, locate
+from nde_lab.store.manifest import MANIFEST, verify
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from nde_lab.train.base import LabTask
-
-__all__ = ["Run", "list_runs", "open_run", "resolve_run_dir"]
+__all__ = ["StoredRun", "open_stored", "read_manifest", "resolve_run", "resolve_run_dir"]
 
 
-def _open_tree(zarr_path: Path) -> xr.DataTree:
-    # Times are stored as plain numbers with free-text units ("years since 1900"): no CF decoding.
-    return xr.open_datatree(
-        zarr_path, engine="zarr", consolidated=False, zarr_format=3, decode_times=False, decode_timedelta=False
-    )
+def read_manifest(run: Location) -> dict[str, Any] | None:
+    """The run's manifest, None when it has none (never committed), `RunDamagedError` if unreadable."""
+    target = run / MANIFEST
+    try:
+        data = target.read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    from nde_lab.store.attrs import check_json_document
+
+    try:
+        manifest = check_json_document(data, MANIFEST)
+    except StoreError as err:
+        raise RunDamagedError(f"run {run.url!r}: {err}") from err
+    if not isinstance(manifest, dict):
+        raise RunDamagedError(f"run {run.url!r}: {MANIFEST} is not a JSON object.")
+    return manifest
 
 
-def _root_attrs(zarr_path: Path) -> dict[str, Any]:
-    import zarr
+def resolve_run(path: str | os.PathLike | Location) -> Location:
+    """A run's location from `path`: the run itself, or `<store>/<experiment>/latest` (the newest
+    complete run by creation time)."""
+    location = locate(path)
+    if location.name == "latest" and not location.exists():
+        from nde_lab.store.catalog import latest
 
-    return dict(zarr.open_group(str(zarr_path), mode="r", zarr_format=3).attrs)
-
-
-def resolve_run_dir(path: str | os.PathLike) -> Path:
-    """A run directory from `path`: the directory itself, or `<store>/<experiment>/latest`
-    (the newest complete run of that experiment)."""
-    path = Path(path).expanduser()
-    if path.name == "latest" and not path.exists():
-        experiment = path.parent
-        if not experiment.is_dir():
-            raise StoreError(f"no experiment directory {str(experiment)!r}; list the store with nde_lab.list_runs().")
-        runs = sorted(p for p in experiment.iterdir() if p.is_dir() and not p.name.startswith("."))
-        complete = [p for p in runs if (p / ZARR_NAME).exists() and _root_attrs(p / ZARR_NAME).get("status") == "complete"]
-        if not complete:
-            raise StoreError(f"experiment {str(experiment)!r} has no complete run ({len(runs)} run(s) in total).")
-        return complete[-1]
-    if not (path / ZARR_NAME).exists():
-        raise StoreError(f"{str(path)!r} is not a run directory (no {ZARR_NAME}); give <store>/<experiment>/<run_id> or .../latest.")
-    return path
+        return latest(location.parent)
+    if location.name.endswith(PARTIAL_SUFFIX):
+        raise RunNotReadyError(f"{location.url!r} is a run still being written (or a dead leftover, see `nde-lab gc`); "
+                               "it is never opened as a run.")
+    if not location.is_dir():
+        raise StoreError(f"{location.url!r} is not a run directory; give <store>/<experiment>/<run_id> or .../latest.")
+    return location
 
 
-def open_run(path: str | os.PathLike, *, allow_incomplete: bool = False) -> Run:
-    """Open a stored run for analysis and queries.
-
-    Args:
-        path: a run directory, or `<store>/<experiment>/latest` for the newest complete run.
-        allow_incomplete: open a failed or running run anyway (for post-mortems); queries that
-            need a trained model may still fail on it.
-
-    Raises:
-        StoreError: the path is not a run.
-        RunNotReadyError: the run failed or is still running (the message gives the reason).
-    """
-    run_dir = resolve_run_dir(path)
-    attrs = _root_attrs(run_dir / ZARR_NAME)
-    status = attrs.get("status")
+def open_stored(path: str | os.PathLike | Location, *, allow_incomplete: bool = False, full_check: bool = False,
+                cls: type[StoredRun] | None = None) -> StoredRun:
+    """Open and check a stored run (see `nde_lab.open_run`)."""
+    location = resolve_run(path)
+    manifest = read_manifest(location)
+    if manifest is None:
+        if not (location / ZARR_NAME).exists():
+            raise StoreError(f"{location.url!r} is not a run directory (no {ZARR_NAME}); give "
+                             "<store>/<experiment>/<run_id> or .../latest.")
+        raise RunDamagedError(f"run {location.url!r} has no {MANIFEST}: it was never committed (an interrupted "
+                              "write); `nde-lab gc` removes it.")
+    verify(location, manifest, location.files(), full=full_check)
+    run = (cls or StoredRun)(location, manifest)
+    if full_check:
+        run.check()
+    status = manifest.get("status")
     if status != "complete" and not allow_incomplete:
-        reason = f": {attrs.get('failure')}" if attrs.get("failure") else ""
-        raise RunNotReadyError(
-            f"run {str(run_dir)!r} is {status!r}, not complete{reason}. "
-            "Pass allow_incomplete=True to inspect it anyway."
-        )
-    return Run(run_dir)
+        reason = f": {manifest.get('failure')}" if manifest.get("failure") else ""
+        raise RunNotReadyError(f"run {location.url!r} is {status!r}, not complete{reason}. "
+                               "Pass allow_incomplete=True to inspect it anyway.")
+    return run
 
 
-class Run:
-    """A stored run: lazy xarray views of its groups, its config, its restored model, and queries."""
+class StoredRun:
+    """A committed run: root attrs, groups as lazy Datasets, config, files; `save` adds groups."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, location: Location | os.PathLike | str, manifest: dict[str, Any] | None = None) -> None:
+        self.location = locate(location)
+        self.manifest = manifest if manifest is not None else read_manifest(self.location) or {}
+
+    @property
+    def path(self) -> Path | Location:
+        """The run directory (a `Path` for local stores, else its `Location`)."""
+        return self.location.local_path if self.location.is_local else self.location
 
     def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, status={self.status!r}, model_family={self.attrs.get('model_family')!r})"
+        return f"{type(self).__name__}({self.location.url!r}, status={self.status!r}, model_family={self.attrs.get('model_family')!r})"
 
     # ---- stored data ------------------------------------------------------------------------------
+    @property
+    def groups(self) -> list[str]:
+        """The committed groups (files of interrupted writes are not among them)."""
+        return list(self.manifest.get("groups", []))
+
+    def _zarr(self) -> Any:
+        return (self.location / ZARR_NAME).zarr_store(read_only=True)
+
     @cached_property
-    def tree(self) -> xr.DataTree:
-        """The whole run as a lazy DataTree (groups as in docs/architecture.md)."""
-        return _open_tree(self.path / ZARR_NAME)
+    def _root_attrs(self) -> dict[str, Any]:
+        document = (self.location / ZARR_NAME / "zarr.json").read_json()
+        return dict(document.get("attributes", {}))
 
     @property
     def attrs(self) -> dict[str, Any]:
-        return dict(self.tree.attrs)
+        return dict(self._root_attrs)
 
     @property
     def status(self) -> str:
-        return str(self.attrs.get("status"))
+        return str(self.manifest.get("status", self._root_attrs.get("status")))
 
-    def group(self, name: str) -> xr.Dataset:
-        """One group as a Dataset; a missing group raises KeyError listing the groups present."""
-        if name not in self.tree.children:
-            raise KeyError(f"run has no group {name!r}; it has {sorted(self.tree.children)}.")
-        return self.tree[name].to_dataset()
+    def group(self, name: str, chunks: Any = None) -> xr.Dataset:
+        """One group as a lazy Dataset (dask-backed with `chunks`, e.g. `{}` for the stored chunks or
+        `{"sample": 100}`); a missing group raises KeyError listing the groups present."""
+        if name not in self.groups:
+            raise KeyError(f"run has no group {name!r}; it has {sorted(self.groups)}.")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+            try:
+                return xr.open_dataset(self._zarr(), group=name, engine="zarr", consolidated=False, zarr_format=3,
+                                       decode_times=False, decode_timedelta=False, chunks=chunks)
+            except (OSError, ValueError, KeyError) as err:
+                raise RunDamagedError(f"run {self.location.url!r}: group {name!r} cannot be read: {err}") from err
+
+    @cached_property
+    def tree(self) -> xr.DataTree:
+        """The whole run as a lazy DataTree of its committed groups (layout in docs/architecture.md)."""
+        return xr.DataTree.from_dict({"/": xr.Dataset(attrs=self.attrs), **{f"/{g}": self.group(g) for g in self.groups}})
 
     @property
     def trajectories(self) -> xr.Dataset:
@@ -137,129 +159,54 @@ class Run:
     @cached_property
     def config(self) -> dict[str, Any]:
         """The resolved recipe this run was made from."""
-        return yaml.safe_load((self.path / CONFIG_FILE).read_text())
+        return yaml.safe_load((self.location / CONFIG_FILE).read_bytes())
 
-    # ---- the model --------------------------------------------------------------------------------
-    @cached_property
-    def model(self) -> LabTask:
-        """The trained task, rebuilt from the config and restored with torch's weights-only loading."""
-        from nde_lab.store.restore import restore_task
+    def local_checkpoint_dir(self) -> Path:
+        """The checkpoint directory on local disk (downloaded once for remote runs)."""
+        if self.location.is_local:
+            return self.location.local_path / CHECKPOINT_DIR
+        target = Path(tempfile.mkdtemp(prefix="nde-lab-ckpt-"))
+        remote = self.location / CHECKPOINT_DIR
+        for rel in remote.files():
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            (target / rel).write_bytes((remote / rel).read_bytes())
+        return target
 
-        return restore_task(self.config, self.path / CHECKPOINT_DIR)
+    def check(self) -> None:
+        """Check every file against the manifest and decode every chunk (Zstandard checksums): reads
+        the whole run once; raises `RunDamagedError` naming the group and variable."""
+        verify(self.location, self.manifest, self.location.files(), full=True)
+        for name in self.groups:
+            dataset = self.group(name)
+            for var_name, var in dataset.variables.items():
+                try:
+                    var.load()
+                except Exception as err:
+                    raise RunDamagedError(f"run {self.location.url!r}: group {name!r}, variable {var_name!r}: "
+                                          f"a chunk cannot be decoded ({type(err).__name__}: {err}).") from err
 
-    # ---- queries ----------------------------------------------------------------------------------
-    def predict(self, times: Any = None, **kwargs: Any) -> xr.Dataset:
-        """Model trajectories at `times` (default: the stored grid); keywords depend on the family
-        (`y0` for ODEs, `n` and `seed` for Bayesian and stochastic models)."""
-        return self.model.query_predict(self, None if times is None else np.asarray(times, dtype=np.float64), **kwargs)
+    # ---- adding results ---------------------------------------------------------------------------
+    def save(self, name: str, dataset: xr.Dataset, attrs: dict[str, Any] | None = None, *, overwrite: bool = False,
+             provenance: dict[str, Any] | None = None) -> xr.Dataset:
+        """Add `dataset` as group `name`, atomically, with its provenance; see `nde_lab.store.save`."""
+        from nde_lab.store.save import save_group
 
-    def sample(self, n: int, **kwargs: Any) -> xr.Dataset:
-        """`n` new draws (paths, posterior draws or samples, by family) as a Dataset."""
-        return self.model.query_sample(self, n, **kwargs)
-
-    def log_prob(self, x: Any, **kwargs: Any) -> xr.DataArray:
-        """Log-density in nats of points `x` of shape (n, dim) -> DataArray of shape (n,)."""
-        return self.model.query_log_prob(self, np.asarray(x), **kwargs)
-
-    # ---- Monte Carlo queries (each answer carries mcse and n_draws) --------------------------------
-    def expect(
-        self,
-        fn: Callable[[xr.Dataset], xr.DataArray],
-        *,
-        n: int | None = None,
-        target_mcse: float | None = None,
-        draws: Literal["sample", "posterior"] = "sample",
-        batch: int = 1000,
-        seed: int = 0,
-        **sample_kwargs: Any,
-    ) -> xr.Dataset:
-        """E[fn(X)] with its Monte Carlo standard error.
-
-        `draws="sample"`: X are fresh draws from `run.sample` (paths, samples, posterior draws),
-        `n` of them or as many as `target_mcse` needs, streamed in batches. `draws="posterior"`:
-        X are the stored posterior draws (chain, draw), and the error uses their ESS.
-        `fn` gets a Dataset with a "sample" dimension and returns a DataArray along it.
-        """
-        from nde_lab.query import expect, expect_draws
-
-        if draws == "posterior":
-            if n is not None or target_mcse is not None:
-                raise ValueError("draws='posterior' uses every stored draw; n and target_mcse do not apply.")
-            return expect_draws(self.posterior, fn)
-        if draws != "sample":
-            raise ValueError(f"draws={draws!r} is not valid; must be one of 'sample', 'posterior'.")
-        if n is None and target_mcse is None:
-            n = 4000
-        return expect(lambda size, s: self.sample(size, seed=s, **sample_kwargs), fn,
-                      n=n, target_mcse=target_mcse, batch=batch, seed=seed)
-
-    def prob(self, event: Callable[[xr.Dataset], xr.DataArray], **kwargs: Any) -> xr.Dataset:
-        """P(event(X)) with its Monte Carlo standard error; keywords as in `expect`."""
-        return self.expect(lambda ds: event(ds).astype(np.float64), **kwargs)
-
-    def interval(
-        self, fn: Callable[[xr.Dataset], xr.DataArray], *, level: float = 0.9, n: int = 4000, seed: int = 0,
-        **sample_kwargs: Any,
-    ) -> xr.Dataset:
-        """Equal-tailed `level` credible interval of fn(X) over `n` draws, with the MC error of each end."""
-        from nde_lab.query import interval
-
-        values = fn(self.sample(n, seed=seed, **sample_kwargs))
-        if "sample" not in values.dims:
-            raise ValueError(f"fn must return values along 'sample'; got dims {values.dims}.")
-        values = values.transpose("sample", ...)
-        other = [d for d in values.dims if d != "sample"]
-        flat = values.values.reshape(values.sizes["sample"], -1)
-        rows = [interval(flat[:, k], level) for k in range(flat.shape[1])]
-        shape = [values.sizes[d] for d in other]
-        coords = {d: values[d] for d in other if d in values.coords}
-        names = ("lower", "upper", "lower_mcse", "upper_mcse")
-        return xr.Dataset(
-            {k: (other, np.array([r[k] for r in rows]).reshape(shape)) for k in names},
-            coords=coords, attrs={"level": level, "n_draws": n},
-        )
+        self.manifest = save_group(self.location, name, dataset, attrs=attrs, overwrite=overwrite,
+                                   provenance=provenance)
+        self.__dict__.pop("tree", None)
+        return self.group(name)
 
 
-def list_runs(store: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per run in the store: experiment, run_id, status, created, model_family, final_loss, path.
-
-    Runs still being assembled appear with status 'running' and `partial=True`.
-    """
-    import pandas as pd
-
-    root = resolve_store(store)
-    rows = []
-    for experiment in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        for run_dir in sorted(p for p in experiment.iterdir() if p.is_dir()):
-            zarr_path = run_dir / ZARR_NAME
-            if not zarr_path.exists():
-                continue
-            partial = run_dir.name.endswith(PARTIAL_SUFFIX)
-            attrs = _root_attrs(zarr_path)
-            rows.append({
-                "experiment": experiment.name,
-                "run_id": run_dir.name.strip(".").removesuffix(PARTIAL_SUFFIX) if partial else run_dir.name,
-                "status": attrs.get("status"),
-                "created": attrs.get("created"),
-                "model_family": attrs.get("model_family"),
-                "final_loss": _final_loss(zarr_path) if attrs.get("status") == "complete" else float("nan"),
-                "partial": partial,
-                "path": str(run_dir),
-            })
-    columns = ["experiment", "run_id", "status", "created", "model_family", "final_loss", "partial", "path"]
-    return pd.DataFrame(rows, columns=columns)
+def resolve_run_dir(path: str | os.PathLike) -> Path | Location:
+    """Compatibility: the run directory of `path` (`latest` resolved), a `Path` for local stores."""
+    location = resolve_run(path)
+    return location.local_path if location.is_local else location
 
 
-def _final_loss(zarr_path: Path) -> float:
-    """The last finite training loss in `metrics` (train_loss, else loss, else the first *_loss)."""
-    try:
-        metrics = xr.open_zarr(zarr_path, group="metrics", consolidated=False, zarr_format=3, decode_times=False)
-    except (FileNotFoundError, KeyError, OSError, ValueError):
-        return float("nan")
-    with metrics:
-        names = [n for n in ("train_loss", "loss") if n in metrics] or sorted(n for n in metrics if n.endswith("loss"))
-        if not names:
-            return float("nan")
-        values = np.asarray(metrics[names[0]].values, dtype=float)
-        finite = values[np.isfinite(values)]
-        return float(finite[-1]) if finite.size else float("nan")
+def __getattr__(name: str) -> Any:
+    # Compatibility: `Run`, `open_run` and `list_runs` moved above the store (nde_lab.run).
+    if name in {"Run", "open_run", "list_runs"}:
+        import nde_lab.run
+
+        return getattr(nde_lab.run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

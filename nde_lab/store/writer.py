@@ -1,18 +1,29 @@
-"""`RunWriter`: assembles a run away from its final name and makes it visible only when it is settled."""
+"""`RunWriter`: assembles a run under a lock and commits it with one atomic write of its manifest.
+
+Life of a run (docs/architecture.md, "The run store"):
+1. `begin`: create `<experiment>/.<run_id>.partial/` exclusively (a second writer of the same name
+   gets `RunConflictError`), write `lock.json` (pid, host, heartbeat) and `config.yaml`.
+2. `complete`/`fail`: write `run.zarr` (every group, root attrs with the final status), then
+   `manifest.json` (sizes and SHA-256 of every file) last, then publish: locally one rename of the
+   hidden directory to `<run_id>`; on an object store, upload every file, the manifest last.
+A run killed at any instant is absent, `running`/`dead` (a `.partial` with a lock), or settled.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
-import zarr
 
 from nde_lab import __version__
-from nde_lab.errors import StoreError
+from nde_lab.errors import RunConflictError, StoreError
 from nde_lab.store.attrs import jsonable, library_versions, now_iso
 from nde_lab.store.layout import (
     CHECKPOINT_DIR,
@@ -20,66 +31,99 @@ from nde_lab.store.layout import (
     ZARR_NAME,
     new_run_id,
     partial_name,
-    resolve_store,
     validate_name,
 )
+from nde_lab.store.location import Location, locate
+from nde_lab.store.lock import LOCK, Heartbeat, lock_record
+from nde_lab.store.manifest import MANIFEST, build_manifest
+from nde_lab.store.schema import encode_group
 
-__all__ = ["RunWriter", "write_tree"]
+__all__ = ["RunWriter", "upload", "write_tree"]
 
 
-def write_tree(groups: dict[str, xr.Dataset], path: Path, attrs: dict[str, Any]) -> None:
+def write_tree(groups: dict[str, xr.Dataset], path: Path | str | Any, attrs: dict[str, Any]) -> None:
     """Write `groups` as one DataTree in Zarr v3 at `path` (replacing it), root attrs `attrs`.
 
-    Metadata is not consolidated: the root's `status` attr is rewritten in place when a run settles,
-    and consolidated metadata would keep the stale value.
+    Attributes must be JSON (see `jsonable`); strings become variable-length UTF-8; every variable
+    gets the schema's chunks and compression (`schema.encode_group`). Metadata is consolidated (for
+    plain `xr.open_datatree`; the lab's reader reads each committed group's own metadata).
     """
+    tree, encoding = _prepare(groups, attrs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        tree.to_zarr(path, mode="w", zarr_format=3, consolidated=True, encoding=encoding)
+
+
+def _prepare(groups: dict[str, xr.Dataset], attrs: dict[str, Any]) -> tuple[xr.DataTree, dict[str, Any]]:
+    encoded = {}
     for name, dataset in groups.items():
         validate_name(name, "group")
         if not isinstance(dataset, xr.Dataset):
             raise TypeError(f"run group {name!r} must be an xarray.Dataset, got {type(dataset).__name__}.")
-    tree = xr.DataTree.from_dict({"/": xr.Dataset(attrs=jsonable(attrs)), **{f"/{k}": v for k, v in groups.items()}})
-    for node in tree.subtree:
-        node.attrs = jsonable(dict(node.attrs))
-        for var in node.variables.values():
-            var.attrs = jsonable(dict(var.attrs))
-    tree = tree.map_over_datasets(_variable_length_strings)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        tree.to_zarr(path, mode="w", zarr_format=3, consolidated=False)
-
-
-def _variable_length_strings(ds: xr.Dataset) -> xr.Dataset:
-    """Fixed-width numpy strings have no Zarr v3 specification; store them as variable-length UTF-8."""
-    fixed = [name for name, var in ds.variables.items() if var.dtype.kind == "U"]
-    return ds.assign_coords({n: ds[n].astype(object) for n in fixed if n in ds.coords}).assign(
-        {n: ds[n].astype(object) for n in fixed if n in ds.data_vars}
+        encoded[name] = encode_group(name, dataset)
+    tree = xr.DataTree.from_dict(
+        {"/": xr.Dataset(attrs=jsonable(attrs)), **{f"/{k}": ds for k, (ds, _) in encoded.items()}}
     )
+    return tree, {f"/{k}": enc for k, (_, enc) in encoded.items()}
 
 
-def _set_root_attrs(path: Path, **attrs: Any) -> None:
-    group = zarr.open_group(str(path), mode="r+", zarr_format=3)
-    group.attrs.update(jsonable(attrs))
+def upload(local: Path, remote: Location, *, manifest_last: bool = True) -> None:
+    """Copy the local directory `local` to `remote` file by file, `manifest.json` last."""
+    fs = remote.fs
+    manifest = local / MANIFEST
+    for folder, _, names in os.walk(local):
+        for name in names:
+            path = Path(folder) / name
+            if path == manifest or name == LOCK:
+                continue
+            fs.put_file(str(path), (remote / path.relative_to(local).as_posix()).path)
+    if manifest_last and manifest.exists():
+        fs.put_file(str(manifest), (remote / MANIFEST).path)
 
 
 class RunWriter:
-    """One run's life: `begin` (status running, hidden), then `complete` or `fail` (visible, settled).
+    """One run's life: `begin` (hidden, locked, running), then `complete` or `fail` (committed, visible).
 
-    Layout: `<store>/<experiment>/<run_id>/` with `config.yaml`, `checkpoints/` and `run.zarr`.
-    While running, the directory is `<store>/<experiment>/.<run_id>.partial/`; it is renamed to its
-    final name only after `run.zarr` holds every group and its root `status` is `complete` (or
-    `failed` with `failure`), so no visible run ever looks complete without being so.
+    `work_dir` is the local directory Lightning and the writer assemble the run in: the hidden
+    `.partial` directory of a local store, or a temporary directory for remote stores.
     """
 
-    def __init__(self, store: str | os.PathLike | None, experiment: str, run_name: str | None = None) -> None:
-        self.store = resolve_store(store)
+    def __init__(self, store: str | os.PathLike | Location | None, experiment: str, run_name: str | None = None) -> None:
+        self.location = locate(store)
+        self.store = self.location.local_path if self.location.is_local else self.location
         self.experiment = validate_name(experiment, "experiment name")
         self.run_id = validate_name(run_name, "run name") if run_name is not None else new_run_id()
-        self.final_dir = self.store / self.experiment / self.run_id
-        self.work_dir = self.store / self.experiment / partial_name(self.run_id)
-        if self.final_dir.exists() or self.work_dir.exists():
-            raise StoreError(f"run {self.final_dir} already exists; choose another run name (earlier runs are never overwritten).")
+        self.final = self.location / self.experiment / self.run_id
+        self.partial = self.location / self.experiment / partial_name(self.run_id)
+        self._check_reachable()
+        self._check_free()
+        if self.location.is_local:
+            self.work_dir = Path(self.partial.path)
+        else:
+            self.work_dir = Path(tempfile.mkdtemp(prefix="nde-lab-run-")) / self.run_id
         self.attrs: dict[str, Any] = {}
         self.settled = False
+        self.token = uuid.uuid4().hex
+        self._heartbeat: Heartbeat | None = None
+
+    def _check_reachable(self) -> None:
+        if self.location.protocol != "s3":
+            return
+        bucket = self.location.path.split("/", 1)[0]
+        try:
+            self.location.fs.ls(bucket)
+        except Exception as err:
+            raise StoreError(f"store {self.location.url!r} is not reachable ({type(err).__name__}: {err}); check the "
+                             "bucket name and AWS_ENDPOINT_URL / credentials.") from err
+
+    def _check_free(self) -> None:
+        if self.final.exists() or self.partial.exists():
+            raise RunConflictError(f"run {self.final.url} already exists (or is being written); choose another run name "
+                                   "(earlier runs are never overwritten).")
+
+    @property
+    def final_dir(self) -> Path | Location:
+        return Path(self.final.path) if self.location.is_local else self.final
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -89,12 +133,10 @@ class RunWriter:
     def zarr_path(self) -> Path:
         return self.work_dir / ZARR_NAME
 
+    # ---- life ----------------------------------------------------------------------------------
     def begin(self, *, recipe_yaml: str, seed: int | None, extra: dict[str, Any] | None = None) -> None:
-        """Create the hidden run directory with its config and a root marked `running`."""
-        self.work_dir.mkdir(parents=True)
-        self.checkpoint_dir.mkdir()
-        (self.work_dir / CONFIG_FILE).write_text(recipe_yaml)
-        self.attrs = {
+        """Claim the run name (exclusively), start the heartbeat, write the config."""
+        self.attrs = jsonable({
             "status": "running",
             "failure": "",
             "created": now_iso(),
@@ -106,29 +148,65 @@ class RunWriter:
             "recipe": recipe_yaml,
             "model_family": "unknown",
             **(extra or {}),
-        }
-        write_tree({}, self.zarr_path, self.attrs)
+        })
+        record = {**lock_record(self.token), "created": self.attrs["created"]}
+        if self.location.is_local:
+            self.work_dir.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.work_dir.mkdir()  # atomic: exactly one writer creates it
+            except FileExistsError as err:
+                raise RunConflictError(f"run {self.final.url} is being written by another writer.") from err
+            if self.final.exists():
+                shutil.rmtree(self.work_dir)
+                raise RunConflictError(f"run {self.final.url} already exists.")
+        else:
+            self.work_dir.mkdir(parents=True)
+        lock = self.partial / LOCK
+        lock.write_json(record)
+        # object stores: the last PUT wins; a writer that reads back another token lost the race
+        if not self.location.is_local and lock.read_json().get("token") != self.token:
+            raise RunConflictError(f"run {self.final.url} is being written by another writer.")
+        self._heartbeat = Heartbeat(lock, record).start()
+        self.checkpoint_dir.mkdir()
+        (self.work_dir / CONFIG_FILE).write_text(recipe_yaml)
 
-    def complete(self, groups: dict[str, xr.Dataset], attrs: dict[str, Any] | None = None) -> Path:
-        """Write every group, then set status `complete` last, then make the run visible."""
-        self.attrs.update(attrs or {})
-        write_tree(groups, self.zarr_path, {**self.attrs, "status": "running", "finished": now_iso()})
-        _set_root_attrs(self.zarr_path, status="complete")
-        self.attrs["status"] = "complete"
-        return self._publish()
+    def complete(self, groups: dict[str, xr.Dataset], attrs: dict[str, Any] | None = None) -> Path | Location:
+        """Write every group with status `complete`, commit the manifest, publish the run."""
+        self.attrs.update(jsonable(attrs or {}))
+        self.attrs.update(status="complete", finished=now_iso())
+        write_tree(groups, self.zarr_path, self.attrs)
+        return self._commit(sorted(groups))
 
-    def fail(self, reason: str, groups: dict[str, xr.Dataset] | None = None, attrs: dict[str, Any] | None = None) -> Path:
-        """Mark the run `failed` with `reason` (keeping what is safe to keep) and make it visible."""
-        self.attrs.update(attrs or {})
+    def fail(self, reason: str, groups: dict[str, xr.Dataset] | None = None, attrs: dict[str, Any] | None = None) -> Path | Location:
+        """Mark the run `failed` with `reason` (keeping what is safe to keep) and publish it."""
+        with contextlib.suppress(StoreError):
+            self.attrs.update(jsonable(attrs or {}))
         self.attrs.update(status="failed", failure=reason, finished=now_iso())
+        groups = groups or {}
         try:
-            write_tree(groups or {}, self.zarr_path, self.attrs)
+            write_tree(groups, self.zarr_path, self.attrs)
         except Exception:  # the failure itself may come from the data: keep at least the root
             shutil.rmtree(self.zarr_path, ignore_errors=True)
+            groups = {}
             write_tree({}, self.zarr_path, self.attrs)
-        return self._publish()
+        return self._commit(sorted(groups))
 
-    def _publish(self) -> Path:
-        os.replace(self.work_dir, self.final_dir)
+    def _commit(self, groups: list[str]) -> Path | Location:
+        manifest = build_manifest(self.work_dir, status=self.attrs["status"], failure=self.attrs.get("failure", ""),
+                                  created=self.attrs["created"], finished=self.attrs["finished"], groups=groups)
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self.location.is_local:
+            (Location("file", str(self.work_dir)) / MANIFEST).write_json(manifest)
+            try:
+                os.rename(self.work_dir, self.final.path)
+            except OSError as err:
+                raise RunConflictError(f"run {self.final.url} appeared while this one was written: {err}") from err
+            (self.final / LOCK).remove()
+        else:
+            (Location("file", str(self.work_dir)) / MANIFEST).write_json(manifest)
+            upload(self.work_dir, self.final)
+            self.partial.remove()
+            shutil.rmtree(self.work_dir.parent, ignore_errors=True)
         self.settled = True
         return self.final_dir

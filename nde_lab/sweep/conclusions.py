@@ -110,7 +110,7 @@ def compute_conclusions(specs: dict[str, dict[str, Any]], run_dir: str, scalars:
         try:
             if "prob" in spec or "mae" in spec:
                 if run is None:
-                    from nde_lab.store.reader import open_run
+                    from nde_lab.run import open_run
 
                     run = open_run(run_dir)
                 out[name] = _prob(run, spec) if "prob" in spec else _mae(run, spec)

@@ -58,14 +58,14 @@ class PointTask:
 
 
 def settled_status(run_dir: Path) -> tuple[str, str] | None:
-    """(status, failure) of a visible run directory, or None when no run is there."""
-    zarr_path = run_dir / "run.zarr"
-    if not zarr_path.exists():
+    """(status, failure) of a committed run (complete or failed) at `run_dir`, else None."""
+    if not Path(run_dir).exists():
         return None
-    import zarr
+    from nde_lab.store.catalog import run_state
+    from nde_lab.store.location import locate
 
-    attrs = zarr.open_group(str(zarr_path), mode="r", zarr_format=3).attrs
-    return str(attrs.get("status")), str(attrs.get("failure") or "")
+    state = run_state(locate(str(run_dir)))
+    return (state.status, state.reason) if state.status in ("complete", "failed") else None
 
 
 def run_point(task: PointTask, timeout: float | None = None) -> dict[str, Any]:

@@ -206,7 +206,7 @@ class Sweep:
 
     def open_run(self, **where: Any):
         """The run of one point, selected by coordinates (`sweep.open_run(width=64, seed=2)`)."""
-        from nde_lab.store.reader import open_run
+        from nde_lab.run import open_run
 
         path = self.runs["run_path"].sel(where).values
         if path.ndim:

@@ -93,7 +93,7 @@ def _row(plan: SweepPlan, point: Point, result: dict[str, Any] | None) -> dict[s
         run["status"], run["failure"] = "missing", ""
     scalars: dict[str, float] = {}
     if run["status"] == "complete":
-        from nde_lab.store.reader import open_run
+        from nde_lab.run import open_run
 
         scalars = run_scalars(open_run(task.run_dir).tree)
         scalars.update({f"conclusions.{k}": v for k, v in

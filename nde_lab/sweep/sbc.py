@@ -68,7 +68,7 @@ def rank_statistics(ranks: np.ndarray, draws: int, bins: int) -> dict[str, np.nd
 
 def _draws_of(run_dir: str, labels: list[str]) -> dict[str, np.ndarray]:
     """Every stored posterior draw (chains flattened) per scalar label (`a`, `z[0]`, as `truth_labels`)."""
-    from nde_lab.store.reader import open_run
+    from nde_lab.run import open_run
 
     post = open_run(run_dir).posterior
     out: dict[str, np.ndarray] = {}
@@ -130,7 +130,7 @@ def run_sbc(recipe: str | os.PathLike, simulations: int, *, draws: int = 99, bin
     truths, ranks, covered = [], [], []
     labels: list[str] = []
     for run_dir in complete:
-        from nde_lab.store.reader import open_run
+        from nde_lab.run import open_run
 
         attrs = open_run(run_dir).tree["observed_data"].attrs
         truth = {k[len(TRUTH_PREFIX):]: float(v) for k, v in attrs.items() if k.startswith(TRUTH_PREFIX)}

@@ -22,6 +22,7 @@ _EXPORTS = {
     "FlowTask": "nde_lab.train.flow_tasks",
     "CNFTask": "nde_lab.train.flow_tasks",
     "VAETask": "nde_lab.train.vae_task",
+    "RegressionTask": "nde_lab.train.regression",
 }
 
 __all__, __getattr__, __dir__ = lazy_exports("nde_lab.train", _EXPORTS)

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     import numpy as np
     import xarray as xr
 
-    from nde_lab.store.reader import Run
+    from nde_lab.store.schema import RunView as Run
 
 __all__ = ["LabTask"]
 

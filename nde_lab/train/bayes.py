@@ -34,12 +34,13 @@ from nde_lab.prob.posterior import (
     summary_dataset,
 )
 from nde_lab.prob.programs import OBS, ProbProgram
+from nde_lab.store.schema import split_constant_data
 from nde_lab.train.base import LabTask
 
 if TYPE_CHECKING:
     import lightning as L
 
-    from nde_lab.store.reader import Run
+    from nde_lab.store.schema import RunView as Run
 
 __all__ = ["BayesTask", "FastPosteriorTask", "NUTSTask", "SVITask"]
 
@@ -97,12 +98,16 @@ class BayesTask(LabTask):
         self._bind(observations)
 
     def _bind_from_run(self, run: Run) -> None:
-        obs = run.tree["observed_data"].to_dataset()
+        obs = run.group("observed_data")
         if "time" in obs.dims:
             data = SeriesData(times=obs["time"].values, values=obs[OBS].transpose("time", "state").values,
                               state_names=[str(s) for s in obs["state"].values], source="observed_data")
         else:
-            data = TabularData(x=obs["x"].values, y=obs[OBS].values, feature_names=[str(f) for f in obs["feature"].values],
+            try:  # covariates live in constant_data (runs before issue 8 kept them in observed_data)
+                covariates = run.group("constant_data")
+            except KeyError:
+                covariates = obs
+            data = TabularData(x=covariates["x"].values, y=obs[OBS].values, feature_names=[str(f) for f in covariates["feature"].values],
                                source="observed_data")
         self._bind(data)
 
@@ -124,11 +129,13 @@ class BayesTask(LabTask):
                 "posterior": post,
                 "posterior_predictive": predictive_dataset(prog, flat, shape, seed=self.seed + 2),
                 "log_likelihood": log_likelihood_dataset(prog, flat, shape),
-                "observed_data": observed_dataset(prog),
                 "prior": prior,
                 "prior_predictive": prior_pred,
                 "summary": summary_dataset(post).assign_attrs(self._post_attrs),
             }
+            groups["observed_data"], constant = split_constant_data(observed_dataset(prog))
+            if constant is not None:
+                groups["constant_data"] = constant
             if self._stats is not None:
                 groups["sample_stats"] = sample_stats_dataset(self._stats, attrs=self._post_attrs)
         return groups
@@ -138,7 +145,7 @@ class BayesTask(LabTask):
 
     # ---- queries ------------------------------------------------------------------------------------
     def _pick(self, run: Run, n: int, seed: int) -> tuple[xr.Dataset, np.ndarray]:
-        post = run.tree["posterior"].to_dataset().stack(sample=("chain", "draw"))
+        post = run.group("posterior").stack(sample=("chain", "draw"))
         total = post.sizes["sample"]
         if not 1 <= n <= total:
             raise ValueError(f"n must be between 1 and the {total} stored posterior draws, got {n}.")

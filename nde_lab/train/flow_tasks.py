@@ -19,7 +19,7 @@ from nde_lab.flows.discrete import DiscreteFlow
 from nde_lab.train.base import LabTask
 
 if TYPE_CHECKING:
-    from nde_lab.store.reader import Run
+    from nde_lab.store.schema import RunView as Run
 
 __all__ = ["CNFTask", "DensityTask", "FlowTask", "density_grid"]
 
@@ -205,7 +205,7 @@ class DensityTask(LabTask):
 
 def _stored_names(run: Run, dim: int) -> list[str]:
     try:
-        names = [str(v) for v in run.tree["samples"].ds["dim"].values]
+        names = [str(v) for v in run.group("samples")["dim"].values]
         if len(names) == dim:
             return names
     except Exception:

@@ -18,7 +18,7 @@ from nde_lab.train.sde_fit import QUANTILES, paths_dataset, solver_stats_dataset
 
 if TYPE_CHECKING:
     from nde_lab.data.sde_data import PathsDataModule
-    from nde_lab.store.reader import Run
+    from nde_lab.store.schema import RunView as Run
 
 __all__ = ["LatentSDETask"]
 
@@ -220,9 +220,9 @@ class LatentSDETask(LabTask):
         """`n` paths (sample, time, state) of the generative model; seed defaults to the run's sampling seed."""
         if kwargs:
             raise TypeError(f"sample() got unexpected arguments {sorted(kwargs)}; it takes n, times, seed.")
-        obs = run.tree["observed_data"].to_dataset()
+        obs = run.group("observed_data")
         times = np.array(obs["time"].values if times is None else times, dtype=np.float64)  # writable copy
-        seed = int(run.tree.attrs.get("sampling_seed", self.sampling_seed)) if seed is None else int(seed)
+        seed = int(run.attrs.get("sampling_seed", self.sampling_seed)) if seed is None else int(seed)
         paths, sol = self.generate(times, n, seed)
         return paths_dataset(paths.cpu().numpy(), times, list(obs["state"].values), time_units=obs["time"].attrs.get("units", "1"),
                              units=obs["y"].attrs.get("units", "1"), attrs={"seed": seed, "masked_paths": sol.stats.masked_paths})
@@ -234,8 +234,8 @@ class LatentSDETask(LabTask):
         """
         if kwargs:
             raise TypeError(f"predict() got unexpected arguments {sorted(kwargs)}; it takes times, n, seed, path.")
-        obs = run.tree["observed_data"].to_dataset()
-        seed = int(run.tree.attrs.get("sampling_seed", self.sampling_seed)) if seed is None else int(seed)
+        obs = run.group("observed_data")
+        seed = int(run.attrs.get("sampling_seed", self.sampling_seed)) if seed is None else int(seed)
         dtype = self.data_loc.dtype
         t_obs = obs["time"].values[obs["observed"].values.astype(bool)]
         y_obs = obs["y"].values[path][obs["observed"].values.astype(bool)]

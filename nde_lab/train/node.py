@@ -18,7 +18,7 @@ from nde_lab.solvers.registry import check_choice
 from nde_lab.train.base import LabTask
 
 if TYPE_CHECKING:
-    from nde_lab.store.reader import Run
+    from nde_lab.store.schema import RunView as Run
 
 __all__ = ["NeuralODETask"]
 
@@ -267,11 +267,7 @@ def _default_names(task: NeuralODETask, y0: Tensor) -> list[str]:
 def _state_dataset(
     times: np.ndarray, values: np.ndarray, state_names: list[str], time_units: str = "1", attrs: dict | None = None
 ) -> xr.Dataset:
-    """y with dims (..., time, state); leading batch dims become `sample`."""
-    dims = ("time", "state") if values.ndim == 2 else ("sample", "time", "state")
-    return xr.Dataset(
-        {"y": (dims, values)},
-        coords={"time": ("time", np.asarray(times, dtype=np.float64), {"units": time_units}),
-                "state": ("state", list(state_names))},
-        attrs=dict(attrs or {}),
-    )
+    """y with dims (..., time, state); leading batch dims become `sample` (`schema.observed_dataset`)."""
+    from nde_lab.store.schema import observed_dataset
+
+    return observed_dataset(values, times, state_names, time_units=time_units, attrs=attrs)

@@ -19,7 +19,7 @@ from nde_lab.train.base import LabTask
 
 if TYPE_CHECKING:
     from nde_lab.data.sde_data import PathsDataModule
-    from nde_lab.store.reader import Run
+    from nde_lab.store.schema import RunView as Run
 
 __all__ = ["QUANTILES", "SDEFitTask", "paths_dataset", "solver_stats_dataset", "summary_dataset"]
 
@@ -234,9 +234,9 @@ class SDEFitTask(LabTask):
         """
         if kwargs:
             raise TypeError(f"sample() got unexpected arguments {sorted(kwargs)}; it takes n, times, seed, x0.")
-        obs = run.tree["observed_data"].to_dataset()
+        obs = run.group("observed_data")
         times = np.array(obs["time"].values if times is None else times, dtype=np.float64)  # writable copy
-        seed = int(run.tree.attrs.get("sampling_seed", self.sampling_seed)) if seed is None else int(seed)
+        seed = int(run.attrs.get("sampling_seed", self.sampling_seed)) if seed is None else int(seed)
         dtype = next(self.sde.parameters()).dtype
         y0 = self._initial_states(obs["y"].values, n, dtype) if x0 is None else torch.as_tensor(np.broadcast_to(np.asarray(x0, dtype=np.float64), (n, self.sde.state_dim)).copy(), dtype=dtype)
         t_first = float(obs["time"].values[0])

@@ -19,7 +19,7 @@ from nde_lab.prob.vae import VAE, independent_pixel_nll
 from nde_lab.train.base import LabTask
 
 if TYPE_CHECKING:
-    from nde_lab.store.reader import Run
+    from nde_lab.store.schema import RunView as Run
 
 __all__ = ["VAETask"]
 
