@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "gc", "list_runs", "open_run"]
+__all__ = ["__version__", "gc", "list_runs", "open_run", "open_sweep"]
 
 
 def __getattr__(name: str):
@@ -17,4 +17,8 @@ def __getattr__(name: str):
         from nde_lab.store.catalog import gc
 
         return gc
+    if name == "open_sweep":
+        from nde_lab.sweep.record import open_sweep
+
+        return open_sweep
     raise AttributeError(f"module 'nde_lab' has no attribute {name!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -69,6 +70,8 @@ class LabCLI(LightningCLI):
         parser.add_argument("--store", type=str | None, default=None, help="run store root (default: $NDE_LAB_STORE or ./store)")
         parser.add_argument("--experiment", type=str | None, default=None, help="experiment name (default: the recipe's file name)")
         parser.add_argument("--run_name", type=str | None, default=None, help="run id (default: UTC timestamp + random suffix)")
+        parser.add_argument("--conclusions", type=dict | None, default=None,
+                            help="named conclusions collected by `nde-lab sweep` (ignored by a single run)")
         parser.add_argument(
             "--num_threads", type=int | None, default=None,
             help="torch intra-op threads (default: $OMP_NUM_THREADS if set, else 1: the lab's small-tensor "
@@ -97,14 +100,19 @@ class LabCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         _set_threads(config.get("num_threads"))
-        self.run_writer = RunWriter(config.get("store"), self._experiment_name(config), config.get("run_name"))
-        lab_hooks.loggers_into_run(config, self.run_writer.work_dir)
+        if _launched_rank() == 0:
+            self.run_writer = RunWriter(config.get("store"), self._experiment_name(config), config.get("run_name"))
+            lab_hooks.loggers_into_run(config, self.run_writer.work_dir)
+        # else: a rank > 0 re-executed by a multi-process launcher: rank zero writes the one run
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        kwargs.setdefault("default_root_dir", str(self.run_writer.work_dir))
+        root = self.run_writer.work_dir if self.run_writer is not None else tempfile.gettempdir()
+        kwargs.setdefault("default_root_dir", str(root))
         kwargs.update(progress_trainer_kwargs(self._get(self.config_init, "trainer", default={}), quiet=bool(config.get("quiet"))))
         trainer = super().instantiate_trainer(**kwargs)
+        if trainer.global_rank != 0:
+            self.run_writer = None
         trainer.callbacks.extend([self.metrics_recorder, _MarkFailedOnException(self)])
         return trainer
 
@@ -121,6 +129,8 @@ class LabCLI(LightningCLI):
         return kwargs
 
     def _begin_run(self) -> None:
+        if self.run_writer is None:  # not rank zero
+            return
         config = self.config[self.subcommand]
         recipe = self._parser(self.subcommand).dump(config, skip_none=False, skip_validation=True)
         seed = config.get("seed_everything")
@@ -136,6 +146,9 @@ class LabCLI(LightningCLI):
 
     def _complete_run(self) -> None:
         writer = self.run_writer
+        if writer is None and self.trainer.world_size > 1:
+            # join rank zero's checkpoint barrier (only rank zero writes the file)
+            self.trainer.save_checkpoint(Path(tempfile.gettempdir()) / LAST_CHECKPOINT, weights_only=False)
         if writer is None or writer.settled:
             return
         try:
@@ -183,6 +196,16 @@ class LabCLI(LightningCLI):
 LabCLI.active: LabCLI | None = None
 LabCLI.lineage: Lineage | None = None
 LabCLI.allowed_imports: list[str] = []
+
+
+def _launched_rank() -> int:
+    """This process's rank as set by a multi-process launcher (Lightning's DDP subprocess launcher,
+    torchrun, Slurm); 0 for the process the user started. Non-zero ranks never create a run."""
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK"):
+        value = os.environ.get(name, "0")
+        if value.isdigit() and int(value) != 0:
+            return int(value)
+    return 0
 
 
 def _set_threads(requested: int | None) -> None:

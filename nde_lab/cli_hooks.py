@@ -111,7 +111,9 @@ def lab_callbacks(cli: LabCLI, settings: Any, existing: list[L.Callback], traine
     if trainer_config.get("enable_checkpointing") is not False and not any(isinstance(c, ModelCheckpoint) for c in existing):
         stopper = next((c for c in existing if isinstance(c, EarlyStopping)), None)
         monitor = stopper.monitor if stopper else getattr(cli.model, "checkpoint_monitor", "train_loss")
-        added.append(LabCheckpoint(str(cli.run_writer.checkpoint_dir), monitor=monitor,
+        # ranks > 0 have no run: Lightning broadcasts rank zero's checkpoint directory to them
+        dirpath = str(cli.run_writer.checkpoint_dir) if cli.run_writer is not None else None
+        added.append(LabCheckpoint(dirpath, monitor=monitor,
                                    mode=stopper.mode if stopper else "min", before_save=cli.metrics_recorder.refresh))
     return added
 

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("nde_lab.commands.show", "describe one run: headline numbers, groups, metrics, lineage, failure"),
     "plot": ("nde_lab.commands.plot", "write a PNG of a run (trajectories, density, posterior, training, ...)"),
     "gc": ("nde_lab.commands.gc", "remove dead leftovers of interrupted runs and saves from the store"),
+    "sweep": ("nde_lab.commands.sweep", "run a recipe over a grid of settings and seeds (local pool or Dask)"),
+    "sbc": ("nde_lab.commands.sbc", "simulation-based calibration of a Bayesian recipe's inference"),
 }
 
 #: the LightningCLI subcommands (each makes a run in the store)

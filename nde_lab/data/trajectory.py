@@ -6,7 +6,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 from nde_lab.data.resumable import ResumableGenerators
 from nde_lab.data.series import Series
@@ -40,6 +40,21 @@ class _Whole(Dataset):
         return self.times, self.values
 
 
+class _WindowDraws(Sampler[int]):
+    """Seeded window draws with replacement (a RandomSampler's stream). Not a RandomSampler itself, so
+    under DDP Lightning splits these draws across ranks (DistributedSamplerWrapper) instead of
+    replacing them by a pass over every window: `batches_per_epoch` stays the epoch's total."""
+
+    def __init__(self, inner: RandomSampler) -> None:
+        self.inner = inner
+
+    def __iter__(self):
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
 class TrajectoryDataModule(ResumableGenerators, L.LightningDataModule):
     """Trains on random sub-windows of one observed series (the classic spiral demo), validates on all of it.
 
@@ -49,7 +64,8 @@ class TrajectoryDataModule(ResumableGenerators, L.LightningDataModule):
         source: where the series comes from (`Spiral`, `HareLynx`, `SeriesFile`).
         window_length: observations per training window L (>= 2; capped at the series length).
         windows_per_batch: windows per batch B.
-        batches_per_epoch: training batches per epoch.
+        batches_per_epoch: training batches per epoch, in total: with N DDP processes each rank runs
+            batches_per_epoch / N of them (an epoch is the same data, split across ranks).
         seed: seed of the window sampler, seeded once (windows are reproducible for a given seed, and
             the sampler's state is part of every checkpoint, so a resumed fit draws the same windows).
     """
@@ -88,7 +104,7 @@ class TrajectoryDataModule(ResumableGenerators, L.LightningDataModule):
             windows, replacement=True, num_samples=self.windows_per_batch * self.batches_per_epoch,
             generator=self.data_generator("train"),
         )
-        return DataLoader(windows, batch_size=self.windows_per_batch, sampler=sampler)
+        return DataLoader(windows, batch_size=self.windows_per_batch, sampler=_WindowDraws(sampler))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_Whole(self.times, self.values), batch_size=1)

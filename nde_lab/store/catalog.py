@@ -82,7 +82,9 @@ def run_state(location: Location) -> RunState:
 
 
 def _runs(store: Location) -> list[tuple[str, Location]]:
-    return [(exp.name, run) for exp in store.children() if not exp.name.startswith(".") for run in exp.children()]
+    # `_`-prefixed entries (`_sweeps/`, sweep records and locks) are never runs: run names start with a letter or digit
+    return [(exp.name, run) for exp in store.children() if not exp.name.startswith(".")
+            for run in exp.children() if not run.name.startswith("_")]
 
 
 def list_runs(store: str | os.PathLike | Location | None = None) -> pd.DataFrame:

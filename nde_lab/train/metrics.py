@@ -20,14 +20,28 @@ class MetricsRecorder(L.Callback):
         self._open_epoch = False
         self._start = time.perf_counter()
 
+    @staticmethod
+    def _metrics(trainer: L.Trainer) -> dict[str, float]:
+        """The logged scalars; with several processes (DDP), their mean over ranks, so the run
+        rank zero writes holds the same numbers whatever the world size (every rank calls this at
+        the same hooks with the same metric names)."""
+        values = {}
+        for name, value in sorted(trainer.callback_metrics.items()):
+            try:
+                values[name] = float(value)
+            except (TypeError, ValueError):
+                continue
+        if trainer.world_size > 1 and values:
+            import torch
+
+            reduced = trainer.strategy.reduce(torch.tensor(list(values.values()), dtype=torch.float64), reduce_op="mean")
+            values = dict(zip(values, reduced.tolist(), strict=True))
+        return values
+
     def _record(self, trainer: L.Trainer) -> None:
         row = {"epoch": float(trainer.current_epoch), "step": float(trainer.global_step),
                "wall_time": time.perf_counter() - self._start}
-        for name, value in trainer.callback_metrics.items():
-            try:
-                row[name] = float(value)
-            except (TypeError, ValueError):
-                continue
+        row.update(self._metrics(trainer))
         self.rows.append(row)
 
     def _refresh_last(self, trainer: L.Trainer) -> None:
@@ -64,11 +78,7 @@ class MetricsRecorder(L.Callback):
     def refresh(self, trainer: L.Trainer) -> None:
         """Add values the module logged in its own `on_train_epoch_end` to the epoch's row (before a checkpoint)."""
         if self.rows and self._open_epoch:
-            for name, value in trainer.callback_metrics.items():
-                try:
-                    self.rows[-1][name] = float(value)
-                except (TypeError, ValueError):
-                    continue
+            self.rows[-1].update(self._metrics(trainer))
 
     def dataset(self) -> xr.Dataset:
         """Metrics along `epoch` (one entry per record); NaN where a metric was not logged."""
