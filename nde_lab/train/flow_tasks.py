@@ -17,6 +17,7 @@ from nde_lab.flows.base import DensityModel, check_finite_loss
 from nde_lab.flows.cnf import CNF, TraceMode
 from nde_lab.flows.discrete import DiscreteFlow
 from nde_lab.train.base import LabTask
+from nde_lab.train.param_groups import build_optimizer
 
 if TYPE_CHECKING:
     from nde_lab.store.schema import RunView as Run
@@ -100,7 +101,7 @@ class DensityTask(LabTask):
         self.grid_extent, self.sample_seed = grid_extent, sample_seed
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.model.parameters())
+        return build_optimizer(self.optimizer_factory, self.model)
 
     def _nll_logs(self, prefix: str, nll: Tensor, batch_size: int) -> None:
         self.log(f"{prefix}_nll", nll, on_step=False, on_epoch=True, batch_size=batch_size, prog_bar=True)

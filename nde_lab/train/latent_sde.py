@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from nde_lab.dynamics.sde_latent import LatentSDEModel
 from nde_lab.errors import DataError, SolverError
 from nde_lab.solvers.sde import SDESolverOptions, solve_sde
 from nde_lab.train.base import LabTask
+from nde_lab.train.param_groups import build_optimizer
 from nde_lab.train.sde_fit import QUANTILES, paths_dataset, solver_stats_dataset
 
 if TYPE_CHECKING:
@@ -81,8 +83,8 @@ class LatentSDETask(LabTask):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.optimizer_factory is None:
-            return torch.optim.Adam(self.parameters(), lr=1e-2)
-        return self.optimizer_factory(self.parameters())
+            return build_optimizer(partial(torch.optim.Adam, lr=1e-2), self)
+        return build_optimizer(self.optimizer_factory, self)
 
     def setup(self, stage: str) -> None:
         from nde_lab.data.sde_data import PathsDataModule

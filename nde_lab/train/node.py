@@ -16,6 +16,7 @@ from nde_lab.errors import DataError
 from nde_lab.solvers.ode import ODESolverOptions, SolverStats, solve_ode
 from nde_lab.solvers.registry import check_choice
 from nde_lab.train.base import LabTask
+from nde_lab.train.param_groups import build_optimizer
 
 if TYPE_CHECKING:
     from nde_lab.store.schema import RunView as Run
@@ -83,7 +84,7 @@ class NeuralODETask(LabTask):
 
     # ---- plumbing ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = build_optimizer(self.optimizer_factory, self)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

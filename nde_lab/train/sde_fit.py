@@ -17,6 +17,7 @@ from nde_lab.solvers.paths import PathSample, sample_paths
 from nde_lab.solvers.registry import check_choice
 from nde_lab.solvers.sde import SDESolution, SDESolverOptions
 from nde_lab.train.base import LabTask
+from nde_lab.train.param_groups import build_optimizer
 
 if TYPE_CHECKING:
     from nde_lab.data.sde_data import PathsDataModule
@@ -126,7 +127,7 @@ class SDEFitTask(LabTask):
         self.optimizer_factory = optimizer or _default_lbfgs
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+        return build_optimizer(self.optimizer_factory, self)
 
     # ---- likelihood ---------------------------------------------------------------------------------
     def log_likelihood(self, t: Tensor, y: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:

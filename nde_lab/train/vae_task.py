@@ -17,6 +17,7 @@ from nde_lab.errors import DataError
 from nde_lab.flows.base import NonFiniteLossError, check_finite_loss
 from nde_lab.prob.vae import VAE, independent_pixel_nll
 from nde_lab.train.base import LabTask
+from nde_lab.train.param_groups import build_optimizer
 
 if TYPE_CHECKING:
     from nde_lab.store.schema import RunView as Run
@@ -74,7 +75,7 @@ class VAETask(LabTask):
         self.baseline_nll: float | None = None
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.vae.parameters())
+        return build_optimizer(self.optimizer_factory, self.vae)
 
     def on_fit_start(self) -> None:
         dm = self.trainer.datamodule
