@@ -17,6 +17,15 @@ from nde_lab.plot.generative import plot_density, plot_images
 from nde_lab.plot.phase import plot_phase
 from nde_lab.plot.posterior import plot_posterior, plot_predictive_check
 from nde_lab.plot.sweep import plot_sweep
+from nde_lab.plot.theory import (
+    plot_coordinate_check,
+    plot_hessian,
+    plot_hessian_spectrum,
+    plot_ntk,
+    plot_pruning,
+    plot_weight_change,
+    plot_width_slopes,
+)
 from nde_lab.plot.trajectories import plot_trajectories
 
 __all__ = [
@@ -32,6 +41,7 @@ __all__ = [
     "plot_sweep",
     "plot_training",
     "plot_trajectories",
+    "plot_width_slopes",
 ]
 
 #: kind -> (plot function of a run, the groups it needs)
@@ -45,6 +55,13 @@ KINDS: dict[str, tuple[Callable[..., Figure], tuple[str, ...]]] = {
     "rank": (partial(plot_posterior, kind="rank"), ("posterior",)),
     "pair": (partial(plot_posterior, kind="pair"), ("posterior",)),
     "predictive": (plot_predictive_check, ("observed_data", "posterior_predictive")),
+    # theory probes (nde_lab.theory callbacks; docs/theory.md)
+    "ntk": (plot_ntk, ("ntk",)),
+    "hessian": (plot_hessian, ("hessian",)),
+    "hessian_spectrum": (plot_hessian_spectrum, ("hessian_final",)),
+    "coordinate_check": (plot_coordinate_check, ("coordinate_check",)),
+    "weight_change": (plot_weight_change, ("weight_change",)),
+    "pruning": (plot_pruning, ("pruning",)),
 }
 
 #: model family -> the picture a researcher looks at first
