@@ -234,10 +234,12 @@ def main(args: list[str] | None = None) -> int:
 
 
 def _run(args: list[str]) -> int:
-    program, sys.argv = sys.argv, sys.argv[:1]  # the arguments are passed explicitly (LightningCLI warns otherwise)
+    # LightningCLI reads the (expanded) arguments from sys.argv, and multi-process launchers (DDP) re-execute
+    # sys.argv for the other ranks, so it must hold exactly what this process runs.
+    program, sys.argv = sys.argv, [sys.argv[0], *args]
     silence_lightning()
     try:
-        LabCLI(args=args)
+        LabCLI(args=None)
     except SIGTERMException:
         # Lightning's SIGTERMException subclasses SystemExit with code None: a preempted job must not exit 0.
         print("nde-lab: error: terminated by SIGTERM; the run is marked failed and can be continued with "

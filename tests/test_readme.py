@@ -65,7 +65,8 @@ def test_readme_runs_top_to_bottom(tmp_path):
             script = shell_script(code)
             if not script:
                 continue
-            argv = ["bash", "-e", "-o", "pipefail", "-c", script]
+            # servers a block starts in the background (`dask scheduler &`) stop with the block
+            argv = ["bash", "-e", "-o", "pipefail", "-c", "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + script]
         else:
             argv = [sys.executable, "-c", code]
         out = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

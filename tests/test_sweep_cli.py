@@ -64,7 +64,7 @@ def test_sweep_2x3_six_runs_record_and_numpy_summaries(local_sweep):
     # each point is an ordinary run made with its own settings and seeds
     run = sweep.open_run(n_paths=40, seed=2)
     assert run.config["data"]["init_args"]["n_paths"] == 40 and run.config["data"]["init_args"]["seed"] == 2
-    assert run.config["seed_everything"] == 2 and run.group("observed_data").sizes["sample"] == 40
+    assert run.config["seed_everything"] == 2 and run.group("observed_data").sizes["path"] == 40
     # the data seed matters: seeds give different fits
     theta = sweep.scalars["parameters.theta"].values
     assert np.unique(theta.round(12)).size == 6
