@@ -163,7 +163,7 @@ class LabCLI(LightningCLI):
             if self.metrics_recorder.rows:
                 groups.setdefault("metrics", self.metrics_recorder.dataset())
             final = writer.complete(groups, {"model_family": self.model.model_family, **self.model.run_attrs(),
-                                             **self.run_notes})
+                                             "world_size": int(self.trainer.world_size), **self.run_notes})
         except BaseException as err:
             self.fail_run(err)
             raise
