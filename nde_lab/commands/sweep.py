@@ -77,9 +77,10 @@ def main(argv: list[str]) -> int:
     failed = int(sweep.attrs.get("n_failed", 0))
     if failed:
         runs = sweep.runs
-        bad = runs["failure"].where(runs["status"] != "complete", drop=True)
+        status, failure = runs["status"].values.ravel(), runs["failure"].values.ravel()
+        reasons = [str(f) for s, f in zip(status, failure, strict=True) if str(s) != "complete" and f and str(f) != "nan"]
         print(f"nde-lab sweep: {failed} point(s) failed; reasons in {sweep.path}/runs", file=sys.stderr)
-        for value in list(dict.fromkeys(str(v) for v in bad.values.ravel() if v))[:5]:
+        for value in list(dict.fromkeys(reasons))[:5]:
             print(f"  {value}", file=sys.stderr)
         return 1
     return 0
