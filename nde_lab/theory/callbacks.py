@@ -74,7 +74,8 @@ class TheoryProbe(L.Callback):
                          f"on a series; got {type(dm).__name__} and {type(net).__name__}.")
 
     def record(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
-        raise NotImplementedError
+        """Measure the probe at `epoch`; every concrete probe (NTKProbe, HessianProbe, ...) overrides it."""
+        raise NotImplementedError(f"{type(self).__name__} is a probe base class: subclasses implement record().")
 
     def _record(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
         if epoch in self.epochs:
