@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 import zarr
 from cli import RECIPES, run_cli, runs_in
+from figures_check import check_figures
 
 import nde_lab
 import nde_lab.errors
@@ -159,6 +160,7 @@ def test_spiral_recipe_at_full_budget_reaches_the_readme_mae(tmp_path):
     baseline = float(np.abs(observed - observed.mean(axis=0)).mean())  # predicting the mean: 0.53
     assert mae < SPIRAL_MAE_README, (mae, baseline)
     assert mae < baseline / 10
+    check_figures("spiral_node", run)
 
 
 #: The figure README states for the spiral recipe (full-trajectory MAE).

@@ -22,6 +22,7 @@ from nde_lab.prob.fast import Unconstrained
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.nuts_reference import LABELS, OUT, HareLynxPosterior  # noqa: E402
+from figures_check import check_figures  # noqa: E402
 
 REFERENCE = json.loads(OUT.read_text())
 RECIPE = ROOT / "recipes" / "lotka_volterra_bayes.yaml"
@@ -95,6 +96,7 @@ def test_fast_recipe_agrees_with_long_nuts(tmp_path):
     run = nde_lab.open_run(run_dir)
     attrs = run.summary.attrs
     assert attrs["pareto_k"] < 0.7
+    check_figures("lotka_volterra_bayes", run)
     post = run.posterior
     n_stored = post.sizes["chain"] * post.sizes["draw"]
     # resampled importance draws: Var(mean) ~ sd^2 (1 / ESS_importance + 1 / n_stored)

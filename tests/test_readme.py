@@ -1,8 +1,9 @@
 """README, followed literally: every ```bash and ```python block runs, in order, in a fresh directory.
 
 The only changes to what a user types: the install and `tox` commands are left out (they are the "two
-commands" this test stands in for), and each `nde-lab fit` gets small-budget overrides appended
-(`ux_runs.TINY_FITS`, keyed by the recipe's name); the command itself is unchanged.
+commands" this test stands in for), and each `nde-lab fit` or `nde-lab sweep` gets small-budget
+overrides appended (`ux_runs.TINY_FITS`, keyed by the recipe's name, from `--config` or `--from_run`);
+the command itself is unchanged.
 """
 
 from __future__ import annotations
@@ -26,12 +27,22 @@ def readme_blocks(text: str) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in _BLOCK.finditer(text)]
 
 
+def _experiment(words: list[str]) -> str | None:
+    """The recipe a command trains: `--config recipes/X.yaml` or `--from_run STORE/X/RUN` gives X."""
+    if "--config" in words:
+        return os.path.splitext(os.path.basename(words[words.index("--config") + 1]))[0]
+    if "--from_run" in words:
+        return words[words.index("--from_run") + 1].rstrip("/").split("/")[-2]
+    return None
+
+
 def _with_budget(command: str) -> str:
-    """`nde-lab fit --config recipes/X.yaml ...` with X's small-budget overrides appended."""
+    """`nde-lab fit|sweep ...` with its recipe's small-budget overrides appended (a sweep passes them to
+    every point's fit; appended last, they win over the command's own budget)."""
     words = shlex.split(command)
-    if words[:2] != ["nde-lab", "fit"] or "--config" not in words:
+    recipe = _experiment(words)
+    if words[:1] != ["nde-lab"] or words[1:2] not in (["fit"], ["sweep"]) or recipe is None:
         return command
-    recipe = os.path.splitext(os.path.basename(words[words.index("--config") + 1]))[0]
     budget = TINY_FITS.get(recipe, ("--trainer.max_epochs", "1"))  # recipes other sections add: one epoch
     return command + " " + " ".join(shlex.quote(a) for a in budget)
 
@@ -49,8 +60,13 @@ def shell_script(block: str) -> str:
 
 def test_readme_extraction_keeps_what_the_user_types():
     script = shell_script("python3 -m pip install -c c.txt -e . && nde-lab fit --config recipes/ou_fit.yaml  # hi\n"
-                          "python3 -m pip install -q tox && tox\nnde-lab runs\n")
-    assert script == f"nde-lab fit --config recipes/ou_fit.yaml {' '.join(TINY_FITS['ou_fit'])}  # hi\nnde-lab runs"
+                          "python3 -m pip install -q tox && tox\nnde-lab runs\n"
+                          "nde-lab fit --from_run store/ou_fit/latest --trainer.max_epochs 50\n"
+                          "nde-lab sweep --config recipes/ou_fit.yaml --seeds 5\n")
+    tiny = " ".join(TINY_FITS["ou_fit"])
+    assert script == (f"nde-lab fit --config recipes/ou_fit.yaml {tiny}  # hi\nnde-lab runs\n"
+                      f"nde-lab fit --from_run store/ou_fit/latest --trainer.max_epochs 50 {tiny}\n"
+                      f"nde-lab sweep --config recipes/ou_fit.yaml --seeds 5 {tiny}")
 
 
 def test_readme_runs_top_to_bottom(tmp_path):

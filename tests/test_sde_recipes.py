@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import nde_lab
+from figures_check import check_figures
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -48,6 +49,7 @@ def test_ou_fit_recipe_recovers_theta_mu_sigma(tmp_path):
         est = params["value"].sel(parameter=name).values.item()
         se = params["std_error"].sel(parameter=name).values.item()
         assert abs(est - truth) < 4 * se, (name, est, se)
+    check_figures("ou_fit", run)
     summary = run.summary
     assert summary["quantiles"].dims == ("quantile", "time", "state")
     assert int(run.group("solver_stats")["masked_paths"]) == 0
@@ -66,6 +68,7 @@ def test_nile_recipe_matches_an_independent_mle(tmp_path):
     for name, ref in reference.items():
         assert params["value"].sel(parameter=name).values.item() == pytest.approx(ref, rel=1e-3), name
     assert params.attrs["log_likelihood"] == pytest.approx(-633.1763, abs=1e-3)
+    check_figures("nile_ou", run)
     assert run.observed["time"].values[0] == 1871
     _all_finite(run)
     _check_sampling(run)
@@ -97,3 +100,4 @@ def test_gbm_latent_sde_recipe_full_budget_elbo_improves_and_band_covers(tmp_pat
     assert int(run.summary["n_heldout"]) == 384
     coverage = float(run.summary["coverage_90"])
     assert 0.834 <= coverage <= 0.966, coverage
+    check_figures("gbm_latent_sde", run)

@@ -15,7 +15,8 @@ Grid dims are named by the swept key's last component (`width` for
 a last component; coordinates are the grid values. Scalar names are `<source>.<name>`: `metrics.<m>`
 (the last finite value of each logged metric), `parameters.<p>[.<state>]` and
 `parameters.<p>[.<state>].std_error` (maximum-likelihood fits), `posterior_mean.<p>` and
-`posterior_sd.<p>` (Bayesian fits), `solver_stats.<s>`, `attrs.<a>` (numeric root attrs of the run)
+`posterior_sd.<p>` (Bayesian fits), `summary.<s>` (other 0-d numbers of the summary group, e.g.
+`coverage_90`), `solver_stats.<s>`, `attrs.<a>` (numeric root attrs of the run)
 and `conclusions.<name>` (the recipe's conclusions). Statistics (over seeds, finite values only):
 n, mean, sd (ddof 1), se = sd / sqrt(n), ci_low / ci_high = mean -/+ t(0.975, n-1) se, min, max.
 """
@@ -77,6 +78,8 @@ def run_scalars(tree: xr.DataTree) -> dict[str, float]:
             if var in ds and ds[var].dims == ("parameter",):
                 for p, v in zip(ds["parameter"].values, ds[var].values, strict=True):
                     out[f"{prefix}.{p}"] = float(v)
+        out.update({f"summary.{name}": float(ds[name].values) for name in ds.data_vars
+                    if ds[name].ndim == 0 and np.issubdtype(ds[name].dtype, np.number)})
     if "solver_stats" in children:
         ds = tree["solver_stats"].to_dataset()
         for name in ds.data_vars:

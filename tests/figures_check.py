@@ -1,0 +1,36 @@
+"""Check one run's README figures against the across-seed spread in docs/figures.json (issue 9).
+
+`benchmarks.figures` (tox -e figures) fits each recipe over several seeds and stores each figure's
+mean, sd and per-seed values. A fresh full-budget fit of seed 0 must land inside the 95% prediction
+interval of one more seed, mean ± t(0.975, n-1) sd sqrt(1 + 1/n): the tolerance is the spread itself.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from nde_lab.sweep.record import run_scalars
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.figures import FIGURES, load, prediction_interval  # noqa: E402
+
+
+def check_figures(recipe: str, run) -> dict[str, float]:
+    """Assert every README figure of `recipe` that `run` (an open Run) carries is inside its prediction
+    interval; returns {scalar: value}. Fails if the recipe has no figures or docs/figures.json lacks one."""
+    figures = [f for f in FIGURES if f.recipe == recipe]
+    assert figures, f"{recipe} has no README figures in benchmarks.figures.FIGURES"
+    stored, scalars = load(), run_scalars(run.tree)
+    out = {}
+    for fig in figures:
+        stats = stored[f"{recipe}/{fig.scalar}"]
+        value = scalars[fig.scalar]
+        low, high = prediction_interval(stats)
+        # a spread of exactly 0 (a deterministic fit) still allows the float noise of another machine
+        slack = 1e-6 * max(1.0, abs(stats["mean"]))
+        assert low - slack <= value <= high + slack, (
+            f"{recipe} {fig.label} ({fig.scalar}) = {value:.6g}, outside the 95% prediction interval "
+            f"[{low:.6g}, {high:.6g}] of {stats['n']} seeds (mean {stats['mean']:.6g}, sd {stats['sd']:.3g})")
+        out[fig.scalar] = value
+    return out
