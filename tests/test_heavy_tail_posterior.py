@@ -176,3 +176,20 @@ def test_logistic_program_checks_its_state_dimension():
     prog = _program()
     with pytest.raises(DataError, match=r"observes 1 state\(s\).*shape \(T, 1\)"):
         prog.bind(SeriesData(times=[0.0, 1.0], values=[[1.0, 2.0], [2.0, 3.0]], state_names=["a", "b"]))
+
+
+def test_fallback_proposal_takes_the_weighted_targets_spread(float64):
+    """StudentTProposal.from_weighted: draws from N(m, I) weighted towards a wider N(m, 1.3^2 I) (finite
+    weight variance needs sd^2 < 2) give loc m and the target's covariance 1.69 I."""
+    from nde_lab.prob.fast import StudentTProposal
+
+    prog = _program()
+    unc = Unconstrained(prog)
+    m = torch.tensor([0.0, 5.0, -2.5])
+    u = m + torch.randn(200_000, 3)
+    log_w = (torch.distributions.Normal(m, 1.3).log_prob(u) - torch.distributions.Normal(m, 1.0).log_prob(u)).sum(-1)
+    params, _ = unc.to_params(u)
+    prop = StudentTProposal.from_weighted(prog, params, log_w.numpy(), df=3.0)
+    assert prop.df == 3.0
+    torch.testing.assert_close(prop.loc, m, atol=0.03, rtol=0)
+    torch.testing.assert_close(prop.cov, 1.69 * torch.eye(3), atol=0.08, rtol=0)
