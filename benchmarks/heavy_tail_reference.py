@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["DATA", "LABELS", "PRIORS", "PROBS", "log_density", "quadrature_quantiles", "simulate", "summarise"]
+__all__ = ["DATA", "LABELS", "PRIORS", "PROBS", "load_data", "log_density", "quadrature_quantiles", "run_chain", "simulate", "summarise"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "reference" / "logistic_early_growth.csv"

@@ -168,7 +168,7 @@ def test_cut_tails_stored_without_the_checks_are_caught(tmp_path):
     assert tail_mismatches(run), "cut tails went unnoticed"
 
 
-def test_logistic_program_checks_its_state_dimension():
+def test_logistic_program_and_fallback_options_are_validated():
     from nde_lab.errors import DataError, RecipeError
 
     with pytest.raises(RecipeError, match=r"initial_state: the logistic model has 1 state\(s\)"):
@@ -176,6 +176,11 @@ def test_logistic_program_checks_its_state_dimension():
     prog = _program()
     with pytest.raises(DataError, match=r"observes 1 state\(s\).*shape \(T, 1\)"):
         prog.bind(SeriesData(times=[0.0, 1.0], values=[[1.0, 2.0], [2.0, 3.0]], state_names=["a", "b"]))
+
+    from nde_lab.train.bayes import FastPosteriorTask
+
+    with pytest.raises(RecipeError, match="adapt_rounds must be >= 0"):
+        FastPosteriorTask(prog, adapt_rounds=-1)
 
 
 def test_fallback_proposal_takes_the_weighted_targets_spread(float64):

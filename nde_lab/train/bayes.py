@@ -342,15 +342,17 @@ class FastPosteriorTask(SVITask):
                                 n_draws_stored=int(self.num_chains * self.num_draws), proposal=out.proposal,
                                 proposal_rounds=out.rounds, fallback=out.fallback,
                                 importance_rounds="\n".join(out.history), pareto_k_threshold=self.k_threshold,
-                                tail_check="off" if not self.tail_check else ("failed" if out.problems else "passed"))
+                                tail_check="off" if not self.tail_check else
+                                ("failed" if any(p.startswith("tail check") for p in out.problems) else "passed"))
         if out.problems:
             self._draws = None
             tried = ("the guide's Student-t proposal" if out.rounds == 1 else
                      f"{out.rounds} proposals (the guide's Student-t, then {out.rounds - 1} adaptive df={self.fallback_df:g} refit(s))")
             k_note = "" if any(p.startswith("Pareto k") for p in out.problems) else " (Pareto k passed, which is not enough)"
             raise NdeLabError(
-                f"importance correction unreliable after {tried}: {'; '.join(out.problems)}. The importance-resampled "
-                f"posterior (its tails above all) would be wrong, so no posterior is written{k_note}. Use NUTSTask for this model (model.class_path: nde_lab.train.bayes.NUTSTask), or raise "
+                f"importance correction unreliable after {tried}: {'; '.join(out.problems)}. The importance-"
+                f"resampled posterior (its tails above all) would be wrong, so no posterior is written{k_note}. "
+                "Use NUTSTask for this model (model.class_path: nde_lab.train.bayes.NUTSTask), or raise "
                 "model.adapt_rounds / model.num_proposals, or train the guide longer (trainer.max_epochs)."
             )
         # keep num_draws per chain: an evenly spaced subset of each resampled block
