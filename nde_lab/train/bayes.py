@@ -348,7 +348,8 @@ class FastPosteriorTask(SVITask):
             self._draws = None
             tried = ("the guide's Student-t proposal" if out.rounds == 1 else
                      f"{out.rounds} proposals (the guide's Student-t, then {out.rounds - 1} adaptive df={self.fallback_df:g} refit(s))")
-            k_note = "" if any(p.startswith("Pareto k") for p in out.problems) else " (Pareto k passed, which is not enough)"
+            k_note = "" if any(p.startswith("Pareto k") for p in out.problems) else (
+                f" (Pareto k {res.pareto_k:.3f} < {self.k_threshold:.2f} passed, which is not enough)")
             raise NdeLabError(
                 f"importance correction unreliable after {tried}: {'; '.join(out.problems)}. The importance-"
                 f"resampled posterior (its tails above all) would be wrong, so no posterior is written{k_note}. "
