@@ -2,7 +2,7 @@
 
 from nde_lab.dynamics.base import VectorField
 from nde_lab.dynamics.linear import LinearVectorField
-from nde_lab.dynamics.mechanistic import LotkaVolterra
+from nde_lab.dynamics.mechanistic import LogisticGrowth, LotkaVolterra
 from nde_lab.dynamics.mlp import ACTIVATIONS, MLP, MLPVectorField
 from nde_lab.dynamics.sde import SDE, NeuralSDE, euler_maruyama_log_prob
 from nde_lab.dynamics.sde_latent import LatentSDEModel
@@ -19,6 +19,7 @@ __all__ = [
     "GeometricBrownianMotion",
     "LatentSDEModel",
     "LinearVectorField",
+    "LogisticGrowth",
     "LotkaVolterra",
     "MLPVectorField",
     "NeuralSDE",

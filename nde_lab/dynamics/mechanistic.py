@@ -10,7 +10,7 @@ from torch import Tensor
 
 from nde_lab.dynamics.base import VectorField
 
-__all__ = ["LotkaVolterra"]
+__all__ = ["LogisticGrowth", "LotkaVolterra"]
 
 
 class LotkaVolterra(VectorField):
@@ -69,3 +69,42 @@ class LotkaVolterra(VectorField):
             return torch.stack([a - b * v, -c + d * u], dim=-1)
         u, v = y[..., 0], y[..., 1]
         return torch.stack([(a - b * v) * u, (-c + d * u) * v], dim=-1)
+
+
+class LogisticGrowth(VectorField):
+    """Logistic (Verhulst) growth of one population y with rate r and carrying capacity K:
+
+        dy/dt = r y (1 - y / K),    closed form y(t) = K / (1 + (K / y0 - 1) exp(-r t)).
+
+    Observed only while y << K, the growth is exponential and K is bounded from below only: the
+    textbook weakly identified mechanistic model (the heavy-tailed test model of docs/inference.md).
+
+    Args:
+        r, K: rate (1/time) and carrying capacity (units of y), tensors or floats of a common
+            broadcastable shape `batch`; the state has shape (*batch, 1).
+        coordinates: "natural" evolves y; "log" evolves log y by d log y/dt = r (1 - y / K), which stays
+            positive under any step (the exponent is capped at `log_cap`, as in `LotkaVolterra`).
+    """
+
+    dim = 1
+
+    def __init__(self, r: Tensor | float, K: Tensor | float, *,
+                 coordinates: Literal["natural", "log"] = "natural", log_cap: float = 30.0) -> None:
+        super().__init__()
+        if coordinates not in ("natural", "log"):
+            raise ValueError(f"coordinates must be 'natural' or 'log', got {coordinates!r}.")
+        params = [torch.as_tensor(p, dtype=torch.get_default_dtype()) if not isinstance(p, Tensor) else p for p in (r, K)]
+        try:
+            self.batch_shape = torch.broadcast_shapes(*(p.shape for p in params))
+        except RuntimeError as err:
+            raise ValueError(f"r and K must have broadcastable shapes, got {[tuple(p.shape) for p in params]}.") from err
+        self.r, self.K = params
+        self.coordinates = coordinates
+        self.log_cap = float(log_cap)
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        """f(t, y) for y of shape (*batch, 1): returns shape (*batch, 1)."""
+        r, k = self.r.unsqueeze(-1), self.K.unsqueeze(-1)
+        if self.coordinates == "log":
+            return r * (1.0 - torch.exp(torch.clamp(y, max=self.log_cap)) / k)
+        return r * y * (1.0 - y / k)

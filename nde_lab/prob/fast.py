@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyro
 import torch
 from pyro.distributions import constraints
@@ -171,6 +172,31 @@ class StudentTProposal:
         loc = u.mean(0)
         cov = torch.cov(u.T).reshape(unc.dim, unc.dim)
         return cls(program, loc, cov, df=df, inflate=inflate)
+
+    @classmethod
+    def from_weighted(cls, program: ProbProgram, proposals: dict[str, Tensor], log_weights: np.ndarray, *,
+                      df: float = 3.0, inflate: float = 1.0) -> StudentTProposal:
+        """Refit loc and covariance to importance-weighted draws: one adaptation step of population Monte
+        Carlo (Cappe et al. 2004). The weighted moments estimate the *target's* mean and covariance, so a
+        proposal fitted to a too-narrow guide widens towards the posterior's spread.
+
+        Args:
+            proposals: {name: (S, *shape)} constrained draws of the previous proposal.
+            log_weights: (S,) their (Pareto-smoothed) log importance weights; -inf drops a draw.
+        """
+        unc = Unconstrained(program)
+        u = unc.from_params({k: proposals[k] for k in unc.names}).double()
+        lw = torch.as_tensor(np.asarray(log_weights, dtype=np.float64))
+        keep = torch.isfinite(lw) & torch.isfinite(u).all(-1)
+        u, w = u[keep], torch.softmax(lw[keep], dim=0)
+        loc = (w[:, None] * u).sum(0)
+        dev = u - loc
+        cov = (w[:, None, None] * dev[:, :, None] * dev[:, None, :]).sum(0)
+        evals, evecs = torch.linalg.eigh(0.5 * (cov + cov.T))
+        evals = evals.clamp_min(1e-8 * float(evals.max().clamp_min(1e-12)))  # degenerate weights: stay PD
+        cov = evecs @ torch.diag(evals) @ evecs.T
+        dtype = torch.get_default_dtype()
+        return cls(program, loc.to(dtype), (0.5 * (cov + cov.T)).to(dtype), df=df, inflate=inflate)
 
     def __call__(self, m: int) -> tuple[dict[str, Tensor], Tensor]:
         u = self.dist.sample((m,))

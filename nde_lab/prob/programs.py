@@ -15,7 +15,7 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor
 
-from nde_lab.dynamics.mechanistic import LotkaVolterra
+from nde_lab.dynamics.mechanistic import LogisticGrowth, LotkaVolterra
 from nde_lab.errors import DataError, RecipeError
 from nde_lab.prob.data import SeriesData, TabularData
 from nde_lab.prob.distributions import Prior, parse_priors
@@ -179,8 +179,9 @@ class ODEProgram(SeriesProgram):
     Main arguments:
         priors: name -> Prior for every rate of `dynamics`, the initial state (if latent) and the noise.
         likelihood: observation family and the names of its noise parameters.
-        dynamics: the mechanistic model; "lotka_volterra" has rates alpha, beta, gamma, delta
-            (see `nde_lab.dynamics.mechanistic.LotkaVolterra`).
+        dynamics: the mechanistic model, a key of `DYNAMICS`: "lotka_volterra" (2 states, rates alpha,
+            beta, gamma, delta; `nde_lab.dynamics.mechanistic.LotkaVolterra`) or "logistic" (1 state,
+            rate r and carrying capacity K; `LogisticGrowth`).
         initial_state: the name of a parameter holding z(t0) (shape [D]), or D fixed numbers.
 
     Other arguments:
@@ -189,14 +190,18 @@ class ODEProgram(SeriesProgram):
             any step; "natural" integrates the populations themselves.
     """
 
-    _RATES = {"lotka_volterra": ("alpha", "beta", "gamma", "delta")}
+    #: dynamics name -> (vector field class taking the rates by position and `coordinates=`, rate names)
+    DYNAMICS: dict[str, tuple[type, tuple[str, ...]]] = {
+        "lotka_volterra": (LotkaVolterra, ("alpha", "beta", "gamma", "delta")),
+        "logistic": (LogisticGrowth, ("r", "K")),
+    }
 
     def __init__(
         self,
         *,
         priors: dict[str, Prior],
         likelihood: Likelihood,
-        dynamics: Literal["lotka_volterra"] = "lotka_volterra",
+        dynamics: Literal["lotka_volterra", "logistic"] = "lotka_volterra",
         initial_state: str | list[float] = "z_init",
         method: ODEMethod = "rk4",
         step_size: float | None = 0.1,
@@ -205,10 +210,12 @@ class ODEProgram(SeriesProgram):
         max_num_steps: int = 10_000,
         coordinates: Literal["natural", "log"] = "log",
     ) -> None:
-        if dynamics not in self._RATES:
-            raise RecipeError(f"dynamics must be one of {sorted(self._RATES)}, got {dynamics!r}.")
+        if dynamics not in self.DYNAMICS:
+            raise RecipeError(f"dynamics must be one of {sorted(self.DYNAMICS)}, got {dynamics!r}.")
         self.dynamics = dynamics
-        self.rates = list(self._RATES[dynamics])
+        self.field_class, rates = self.DYNAMICS[dynamics]
+        self.rates = list(rates)
+        self.dim = int(self.field_class.dim)
         self.initial_state = initial_state
         self.coordinates = coordinates
         self.solver = ODESolverOptions(method=method, step_size=step_size, rtol=rtol, atol=atol,
@@ -218,22 +225,25 @@ class ODEProgram(SeriesProgram):
         for rate in self.rates:
             if self.param_shape(rate) != ():
                 raise RecipeError(f"priors.{rate}: a rate must be a scalar, got shape {list(self.param_shape(rate))}.")
-        if isinstance(initial_state, str) and self.param_shape(initial_state) != (2,):
-            raise RecipeError(f"priors.{initial_state}: the initial state needs shape [2], got "
+        if isinstance(initial_state, str) and self.param_shape(initial_state) != (self.dim,):
+            raise RecipeError(f"priors.{initial_state}: the initial state needs shape [{self.dim}], got "
                               f"{list(self.param_shape(initial_state))}.")
+        if not isinstance(initial_state, str) and len(initial_state) != self.dim:
+            raise RecipeError(f"initial_state: the {dynamics} model has {self.dim} state(s), got {list(initial_state)}.")
 
     def bind(self, data: SeriesData) -> None:
         if not isinstance(data, SeriesData):
             raise DataError(f"ODEProgram needs SeriesData (times, values), got {type(data).__name__}.")
-        if data.values.shape[1] != 2:
+        d = self.dim
+        if data.values.shape[1] != d:
             raise DataError(
-                f"{data.source}: the {self.dynamics} model observes 2 states, but the data has "
-                f"{data.values.shape[1]} columns {data.state_names}; give values of shape (T, 2)."
+                f"{data.source}: the {self.dynamics} model observes {d} state(s), but the data has "
+                f"{data.values.shape[1]} columns {data.state_names}; give values of shape (T, {d})."
             )
         for name in self.likelihood.noise_parameters:
             shape = self.param_shape(name)
-            if shape not in {(), (2,)}:
-                raise DataError(f"priors.{name}: a noise parameter must have shape [] or [2] (one per state), got {list(shape)}.")
+            if shape not in {(), (d,)}:
+                raise DataError(f"priors.{name}: a noise parameter must have shape [] or [{d}] (one per state), got {list(shape)}.")
         if self.likelihood.support == "positive" and not bool((data.values > 0).all()):
             raise DataError(f"{data.source}: a {self.likelihood.family} likelihood needs positive observations.")
         if self.likelihood.support == "count" and not bool(((data.values >= 0) & (data.values == data.values.round())).all()):
@@ -241,25 +251,25 @@ class ODEProgram(SeriesProgram):
         self.data = data
 
     def param_dims(self, name: str) -> tuple[str, ...]:
-        return ("state",) if self.param_shape(name) == (2,) else super().param_dims(name)
+        return ("state",) if self.param_shape(name) == (self.dim,) else super().param_dims(name)
 
 
     def initial(self, params: dict[str, Tensor]) -> Tensor:
-        """z(t0), shape (*batch, 2)."""
+        """z(t0), shape (*batch, D)."""
         if isinstance(self.initial_state, str):
             return params[self.initial_state]
         batch = params[self.rates[0]].shape
-        return torch.as_tensor(self.initial_state, dtype=torch.get_default_dtype()).expand(*batch, 2)
+        return torch.as_tensor(self.initial_state, dtype=torch.get_default_dtype()).expand(*batch, self.dim)
 
     def predict(self, params: dict[str, Tensor], x: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """z(t) and log z(t) at times x (default: the data's), shape (*batch, T, 2); x[0] >= t0."""
+        """z(t) and log z(t) at times x (default: the data's), shape (*batch, T, D); x[0] >= t0."""
         times, grid, prepend = self._solve_grid(x, torch.get_default_dtype())
         z0 = self.initial(params)
         rates = [params[r] for r in self.rates]
-        vf = LotkaVolterra(*rates, coordinates=self.coordinates)
+        vf = self.field_class(*rates, coordinates=self.coordinates)
         y0 = torch.log(z0) if self.coordinates == "log" else z0
         batch = torch.broadcast_shapes(vf.batch_shape, y0.shape[:-1])
-        sol = solve_ode(vf, y0.expand(*batch, 2), grid, self.solver).y  # (T', *batch, 2)
+        sol = solve_ode(vf, y0.expand(*batch, self.dim), grid, self.solver).y  # (T', *batch, D)
         sol = sol[1: 1 + times.numel()] if prepend else sol[: times.numel()]
         sol = sol.movedim(0, -2)
         if self.coordinates == "log":

@@ -18,7 +18,6 @@ from nde_lab.prob.fast import StudentTProposal, init_guide_at, laplace_start
 from nde_lab.prob.inference import (
     GUIDES,
     GuideName,
-    importance_resample,
     make_guide,
     run_nuts,
     sample_guide,
@@ -296,15 +295,20 @@ class FastPosteriorTask(SVITask):
         k_threshold: above this Pareto k the run fails rather than store an unreliable posterior; default
             the sample-size-aware min(1 - 1/log10(S), 0.7) of Vehtari et al. (2024) for S proposals.
         tail_check: also check every parameter's 1% tails (`nde_lab.prob.diagnostics.tail_check`): a
-            proposal whose tails are too light for the target fails the run (use NUTSTask then), even
-            when Pareto k passes.
+            proposal whose tails are too light for the target fails the round even when Pareto k passes.
+        adapt_rounds: fallback rounds when a round fails (Pareto k or tail check): refit a Student-t with
+            `fallback_df` to the round's PSIS-weighted draws and propose afresh (`nde_lab.prob.importance`);
+            0 refuses at once. When every round fails the run fails, naming the problem and NUTSTask.
+            The posterior attrs record `proposal`, `proposal_rounds`, `fallback` and `importance_rounds`.
+        fallback_df: degrees of freedom of the refitted proposals (heavier-tailed than `proposal_df`).
     """
 
     model_family = "bayes_fast"
 
     def __init__(self, program: ProbProgram, *, num_particles: int = 32, lr: float = 0.005, num_chains: int = 4,
                  num_draws: int = 1000, num_proposals: int = 16000, proposal_df: float = 8.0,
-                 k_threshold: float | None = None, tail_check: bool = True, laplace_steps: int = 100, dtype: DType = "float64", seed: int = 0, num_prior_draws: int = 500) -> None:
+                 k_threshold: float | None = None, tail_check: bool = True, adapt_rounds: int = 2, fallback_df: float = 3.0,
+                 laplace_steps: int = 100, dtype: DType = "float64", seed: int = 0, num_prior_draws: int = 500) -> None:
         super().__init__(program, guide="AutoMultivariateNormal", elbo="Trace_ELBO", num_particles=num_particles,
                          lr=lr, num_chains=num_chains, num_draws=num_draws, laplace_init=True,
                          laplace_steps=laplace_steps, dtype=dtype,
@@ -312,58 +316,51 @@ class FastPosteriorTask(SVITask):
         if num_proposals < num_chains * num_draws:
             raise RecipeError(f"model.num_proposals ({num_proposals}) must be >= num_chains * num_draws "
                               f"({num_chains * num_draws}).")
+        if adapt_rounds < 0 or not fallback_df > 0:
+            raise RecipeError(f"model.adapt_rounds must be >= 0 and model.fallback_df > 0, got {adapt_rounds} and {fallback_df}.")
         from nde_lab.prob.diagnostics import pareto_k_threshold
+
+        self.adapt_rounds, self.fallback_df = adapt_rounds, float(fallback_df)
 
         self.num_proposals, self.proposal_df, self.tail_check = num_proposals, proposal_df, tail_check
         self.k_threshold = pareto_k_threshold(num_proposals) if k_threshold is None else float(k_threshold)
 
     def _finish(self) -> None:
+        from nde_lab.prob.importance import adaptive_importance
+
         with _dtype(self.dtype_name):
             pyro.set_rng_seed(self.seed)
             proposal = StudentTProposal.from_guide(self.program, self._guide, df=self.proposal_df)
             per_chain = self.num_proposals // self.num_chains
-            res = importance_resample(self.program, proposal, num_chains=self.num_chains, num_draws=per_chain,
-                                      seed=self.seed)
+            out = adaptive_importance(
+                self.program, proposal, description=f"multivariate Student-t (df={self.proposal_df:g}) fitted to the guide",
+                num_chains=self.num_chains, per_chain=per_chain, seed=self.seed, k_threshold=self.k_threshold,
+                check_tails=self.tail_check, adapt_rounds=self.adapt_rounds, fallback_df=self.fallback_df)
+        res = out.result
+        self._post_attrs.update(method="svi+psis", guide="AutoMultivariateNormal", pareto_k=float(res.pareto_k),
+                                ess_importance=float(res.ess_is), n_proposals=int(res.n_proposals),
+                                n_draws_stored=int(self.num_chains * self.num_draws), proposal=out.proposal,
+                                proposal_rounds=out.rounds, fallback=out.fallback,
+                                importance_rounds="\n".join(out.history), pareto_k_threshold=self.k_threshold,
+                                tail_check="off" if not self.tail_check else
+                                ("failed" if any(p.startswith("tail check") for p in out.problems) else "passed"))
+        if out.problems:
+            self._draws = None
+            tried = ("the guide's Student-t proposal" if out.rounds == 1 else
+                     f"{out.rounds} proposals (the guide's Student-t, then {out.rounds - 1} adaptive df={self.fallback_df:g} refit(s))")
+            k_note = "" if any(p.startswith("Pareto k") for p in out.problems) else (
+                f" (Pareto k {res.pareto_k:.3f} < {self.k_threshold:.2f} passed, which is not enough)")
+            raise NdeLabError(
+                f"importance correction unreliable after {tried}: {'; '.join(out.problems)}. The importance-"
+                f"resampled posterior (its tails above all) would be wrong, so no posterior is written{k_note}. "
+                "Use NUTSTask for this model (model.class_path: nde_lab.train.bayes.NUTSTask), or raise "
+                "model.adapt_rounds / model.num_proposals, or train the guide longer (trainer.max_epochs)."
+            )
         # keep num_draws per chain: an evenly spaced subset of each resampled block
         keep = np.linspace(0, per_chain - 1, self.num_draws).round().astype(int)
         self._draws = {k: v[:, keep] for k, v in res.draws.items()}
-        self._post_attrs.update(method="svi+psis", guide="AutoMultivariateNormal", pareto_k=float(res.pareto_k),
-                                ess_importance=float(res.ess_is), n_proposals=int(res.n_proposals),
-                                n_draws_stored=int(self.num_chains * self.num_draws),
-                                proposal=f"multivariate Student-t (df={self.proposal_df}) fitted to the guide")
-        print(f"nde-lab: importance correction: Pareto k = {res.pareto_k:.3f}, importance ESS = "
-              f"{res.ess_is:.0f} of {res.n_proposals} proposals", file=sys.stderr)
-        self._post_attrs["pareto_k_threshold"] = self.k_threshold
-        if not res.pareto_k < self.k_threshold:
-            self._draws = None
-            raise NdeLabError(
-                f"importance correction unreliable: Pareto k = {res.pareto_k:.2f} >= {self.k_threshold:.2f} "
-                f"(min(1 - 1/log10(S), 0.7) for S = {res.n_proposals}); no posterior is written. Train the guide "
-                "longer (trainer.max_epochs), raise model.num_particles, or use NUTSTask."
-            )
-        if self.tail_check:
-            self._check_tails(res)
-
-    def _check_tails(self, res: Any) -> None:
-        """Fail (no posterior written) when the proposal's 1% tails are too light for the target."""
-        from nde_lab.prob.diagnostics import tail_check
-
-        names = self.program.parameter_names
-        columns = [res.proposals[k].reshape(res.n_proposals, -1).double().numpy() for k in names]
-        labels = [f"{k}[{i}]" if c.shape[1] > 1 else k for k, c in zip(names, columns, strict=True) for i in range(c.shape[1])]
-        finite = np.isfinite(res.log_weights)
-        problems = tail_check(np.concatenate(columns, axis=1)[finite], res.log_weights[finite])
-        self._post_attrs["tail_check"] = "failed" if problems else "passed"
-        if problems:
-            self._draws = None
-            named = "; ".join(p.replace(f"column {j} ", f"{labels[j]} ", 1) for p in problems for j in
-                              [int(p.split()[1])])
-            raise NdeLabError(
-                f"tail check failed: the Student-t proposal's tails are too light for the posterior ({named}); "
-                "the importance-resampled tails would be cut, so no posterior is written (Pareto k "
-                f"{res.pareto_k:.2f} passed, which is not enough). Use NUTSTask for this model, or raise "
-                "model.proposal_df's heaviness (a smaller df) and model.num_proposals."
-            )
+        if out.rounds > 1:
+            print(f"nde-lab: fallback used: {out.proposal}", file=sys.stderr)
 
 
 class NUTSTask(BayesTask):
