@@ -12,6 +12,7 @@ import numpy as np
 import pyro
 import pytest
 import torch
+from figures_check import check_figures
 from scipy import integrate
 
 import nde_lab
@@ -155,18 +156,18 @@ def test_bnode_errors():
         prog.predict({"w_out": torch.zeros(2, 4), "b_out": torch.zeros(2)}, torch.tensor([-1.0, 0.5]))
 
 
+@pytest.mark.slow
 def test_bayes_neural_ode_recipe(tmp_path):
     cmd = [sys.executable, "-m", "nde_lab.cli", "fit", "--config", str(ROOT / "recipes" / "bayes_neural_ode.yaml"),
-           "--store", str(tmp_path), "--trainer.max_epochs", "1", "--data.init_args.steps_per_epoch", "5",
-           "--model.init_args.pretrain_steps", "20", "--model.init_args.num_draws", "50",
-           "--model.init_args.num_prior_draws", "20"]
+           "--store", str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                          timeout=300)
+                          timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "posterior-predictive band covers" in proc.stderr
     (run_dir,) = (tmp_path / "bayes_neural_ode").iterdir()
     run = nde_lab.open_run(run_dir)
     assert run.tree.attrs["model_family"] == "bayes_neural_ode"
+    check_figures("bayes_neural_ode", run)
     post = run.posterior
     assert sorted(post.data_vars) == ["b_out", "sigma", "w_out", "z_init"]
     assert post["w_out"].dims == ("chain", "draw", "w_out_dim_0", "w_out_dim_1")

@@ -21,8 +21,9 @@ from nde_lab.prob.fast import Unconstrained
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.nuts_reference import LABELS, OUT, HareLynxPosterior  # noqa: E402
 from figures_check import check_figures  # noqa: E402
+
+from benchmarks.nuts_reference import LABELS, OUT, HareLynxPosterior  # noqa: E402
 
 REFERENCE = json.loads(OUT.read_text())
 RECIPE = ROOT / "recipes" / "lotka_volterra_bayes.yaml"

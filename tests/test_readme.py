@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 
 from cli import REPO
 from ux_runs import TINY_FITS
@@ -85,6 +86,8 @@ def test_readme_runs_top_to_bottom(tmp_path):
             argv = ["bash", "-e", "-o", "pipefail", "-c", "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + script]
         else:
             argv = [sys.executable, "-c", code]
+        start = time.perf_counter()
         out = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        print(f"README block {k} ({lang}, {code.strip().splitlines()[0][:60]!r}): {time.perf_counter() - start:.0f} s")
         assert out.returncode == 0, f"README block {k} ({lang}) failed:\n{code}\n--- stderr:\n{out.stderr[-4000:]}"
     assert (tmp_path / "spiral.png").stat().st_size > 10_000 and (tmp_path / "spiral_phase.png").exists()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from figures_check import check_figures
 
 import nde_lab
-from figures_check import check_figures
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -82,6 +82,17 @@ def test_gbm_latent_sde_recipe_runs_on_a_tiny_budget(tmp_path):
     assert {"coverage_90", "mean", "std", "quantiles"} <= set(run.summary.data_vars)
     _all_finite(run)
     _check_sampling(run)
+    # the generative model's off-grid output times are step ends of a refined grid, never interpolated
+    # (torchsde would interpolate linearly between its steps: too little variance there); the answer says how
+    t0 = float(run.observed["time"].values[0])
+    dt = float(run.attrs.get("solver_dt", 0) or run.group("solver_stats").attrs["dt"])
+    times = t0 + np.array([0.0, 0.3, 1.0, 2.5]) * dt
+    paths = run.sample(200, times=times, seed=3)
+    assert paths.attrs["method"] in ("euler", "milstein", "srk", "midpoint", "heun", "reversible_heun")
+    # intervals 0.3, 0.7 and 1.5 dt take 1, 1 and 2 equal steps: the largest step is 0.75 dt
+    assert paths.attrs["step"] == pytest.approx(0.75 * dt)
+    y = paths["y"].values
+    assert y.shape == (200, 4, run.observed.sizes["state"]) and np.isfinite(y).all()
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from nde_lab.dynamics.sde_latent import LatentSDEModel
 from nde_lab.errors import DataError, SolverError
+from nde_lab.solvers.paths import PathSample, sample_paths
 from nde_lab.solvers.sde import SDESolverOptions, solve_sde
 from nde_lab.train.base import LabTask
 from nde_lab.train.param_groups import build_optimizer
@@ -155,19 +156,25 @@ class LatentSDETask(LabTask):
             noisy = mean_y + self.model.obs_std() * torch.randn(mean_y.shape, generator=gen, dtype=mean_y.dtype)
         return (noisy * self.data_scale + self.data_loc).reshape(n_t, b, n, d).permute(2, 1, 0, 3)
 
-    def generate(self, times: np.ndarray, n: int, seed: int) -> tuple[Tensor, Any]:
-        """n paths (n, T, D) of the generative model (prior SDE, decoder, observation noise) at `times`."""
+    def generate(self, times: np.ndarray, n: int, seed: int) -> tuple[Tensor, PathSample]:
+        """n paths (n, T, D) of the generative model (prior SDE, decoder, observation noise) at `times`.
+
+        The prior SDE is sampled by `sample_paths`: every output time is a step end (the step grid is
+        refined between output times, never interpolated), so off-grid times carry the model's full
+        variance; the returned `PathSample` records the method and the step actually used.
+        """
         dtype = self.data_loc.dtype
         gen = torch.Generator().manual_seed(seed)
-        t = torch.as_tensor(times, dtype=dtype)
         with torch.no_grad():
             pz0 = self.model.prior_z0()
             z0 = pz0.loc + pz0.scale * torch.randn((n, self.model.latent_dim), generator=gen, dtype=dtype)
-            sol = solve_sde(self.model.prior_sde(), z0, t, options=self.solver, seed=seed)
-            self._check(sol)
-            mean_y = self.model.decoder(sol.valid_paths())
+            sample = sample_paths(self.model.prior_sde(), z0, times, options=self.solver, seed=seed, exact=False)
+            if sample.masked_paths and self.solver.on_nonfinite == "raise":
+                raise SolverError(f"{sample.masked_paths} of {n} latent paths became non-finite (solver.on_nonfinite='raise').")
+            latent = torch.as_tensor(sample.y, dtype=dtype)[sample.finite].permute(1, 0, 2)  # (T, n_finite, latent)
+            mean_y = self.model.decoder(latent)
             noisy = mean_y + self.model.obs_std() * torch.randn(mean_y.shape, generator=gen, dtype=dtype)
-        return (noisy * self.data_scale + self.data_loc).permute(1, 0, 2), sol
+        return (noisy * self.data_scale + self.data_loc).permute(1, 0, 2), sample
 
     def _check(self, sol: Any) -> None:
         if sol.stats.masked_paths and self.solver.on_nonfinite == "raise":  # pragma: no cover - solve_sde raises first
@@ -225,9 +232,10 @@ class LatentSDETask(LabTask):
         obs = run.group("observed_data")
         times = np.array(obs["time"].values if times is None else times, dtype=np.float64)  # writable copy
         seed = int(run.attrs.get("sampling_seed", self.sampling_seed)) if seed is None else int(seed)
-        paths, sol = self.generate(times, n, seed)
+        paths, sample = self.generate(times, n, seed)
         return paths_dataset(paths.cpu().numpy(), times, list(obs["state"].values), time_units=obs["time"].attrs.get("units", "1"),
-                             units=obs["y"].attrs.get("units", "1"), attrs={"seed": seed, "masked_paths": sol.stats.masked_paths})
+                             units=obs["y"].attrs.get("units", "1"),
+                             attrs={"seed": seed, "masked_paths": sample.masked_paths, "method": sample.method, "step": sample.step})
 
     def query_predict(self, run: Run, times: np.ndarray | None, n: int = 200, seed: int | None = None, path: int = 0, **kwargs: Any) -> xr.Dataset:
         """Posterior-predictive summary at `times` (default all stored times) given stored observed path `path`.
