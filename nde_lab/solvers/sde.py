@@ -45,24 +45,35 @@ class SDEMethodInfo:
         noise_types: noise types it supports.
         strong_order: strong order for diagonal/scalar noise (additive noise may be higher).
         levy_area: the Levy-area approximation it needs from the Brownian motion ('none' if none).
+        drift_evals: drift evaluations per step in torchsde's implementation (counted against a
+            counting drift: tests/test_sde_solver.py); `drift_evals_additive` where additive noise
+            takes another scheme (srk: SRA1's 3 stages instead of SRI2's 10).
+        extra_evals: evaluations outside the steps (reversible Heun evaluates the drift once at t0).
     """
 
     sde_types: frozenset[str]
     noise_types: frozenset[str]
     strong_order: float
     levy_area: str = "none"
+    drift_evals: int = 1
+    drift_evals_additive: int | None = None
+    extra_evals: int = 0
+
+    def evals_per_step(self, noise_type: str) -> int:
+        """Drift evaluations of one step for this noise type."""
+        return self.drift_evals_additive if noise_type == "additive" and self.drift_evals_additive else self.drift_evals
 
 
 #: Methods `solve_sde` accepts and what each supports.
 SDE_METHODS: dict[str, SDEMethodInfo] = {
     "euler": SDEMethodInfo(frozenset({"ito"}), _ALL, 0.5),
     "milstein": SDEMethodInfo(frozenset({"ito", "stratonovich"}), _NOT_GENERAL, 1.0),
-    "srk": SDEMethodInfo(frozenset({"ito"}), _NOT_GENERAL, 1.5, "space-time"),
-    "midpoint": SDEMethodInfo(frozenset({"stratonovich"}), _ALL, 1.0),
-    "heun": SDEMethodInfo(frozenset({"stratonovich"}), _ALL, 1.0),
+    "srk": SDEMethodInfo(frozenset({"ito"}), _NOT_GENERAL, 1.5, "space-time", drift_evals=10, drift_evals_additive=3),
+    "midpoint": SDEMethodInfo(frozenset({"stratonovich"}), _ALL, 1.0, drift_evals=2),
+    "heun": SDEMethodInfo(frozenset({"stratonovich"}), _ALL, 1.0, drift_evals=2),
     "euler_heun": SDEMethodInfo(frozenset({"stratonovich"}), _ALL, 1.0),
-    "reversible_heun": SDEMethodInfo(frozenset({"stratonovich"}), _ALL, 1.0),
-    "log_ode": SDEMethodInfo(frozenset({"stratonovich"}), _ALL, 1.0, "foster"),
+    "reversible_heun": SDEMethodInfo(frozenset({"stratonovich"}), _ALL, 1.0, extra_evals=1),
+    "log_ode": SDEMethodInfo(frozenset({"stratonovich"}), _ALL, 1.0, "foster", drift_evals=2),
 }
 
 
@@ -293,8 +304,11 @@ def solve_sde(
         else:
             bm = interval_brownian(t0, t1, size=(batch, m), seed=seed, levy_area_approximation=info.levy_area,
                                    dtype=y0.dtype, device=y0.device)
-    calls_per_step = 3 if options.adaptive else 2
-    counted = _CountingSDE(sde, max_calls=calls_per_step * options.max_num_steps + 4, check_finite=options.adaptive,
+    per_step = info.evals_per_step(sde.noise_type)
+    # the step budget in drift evaluations: an adaptive attempt is three steps of the method
+    calls_per_step = (3 if options.adaptive else 2) * per_step
+    counted = _CountingSDE(sde, max_calls=calls_per_step * options.max_num_steps + 4 + info.extra_evals,
+                           check_finite=options.adaptive,
                            fail=lambda what, t_: _failure(options, method, what, t_))
     stats = SDESolverStats(method=method, seed=seed)
     # torchsde accumulates t + dt in the dtype of t: float32 drifts off the step grid at large t
@@ -327,8 +341,10 @@ def solve_sde(
     if n_bad:
         y = torch.where(finite[None, :, None], y, torch.full_like(y, float("nan")))
     stats.nfe_drift, stats.nfe_diffusion = counted.nfe_f, counted.nfe_g
-    # adaptive: each attempted step is one full and two half steps; fixed: the grid's steps.
-    stats.steps = counted.nfe_f // 3 if options.adaptive else make_grid(t0, t1, options.dt).numel() - 1
+    # adaptive: each attempted step is one full and two half steps of the method, after torchsde's one
+    # shape-check evaluation (and the method's own extra ones); fixed: the grid's steps.
+    stats.steps = ((counted.nfe_f - 1 - info.extra_evals) // (3 * per_step) if options.adaptive
+                   else make_grid(t0, t1, options.dt).numel() - 1)
     stats.masked_paths = n_bad
     counted.nfe_f = counted.nfe_g = 0  # the adjoint's backward solve gets its own budget
     return SDESolution(t=t, y=y, finite=finite, stats=stats)
