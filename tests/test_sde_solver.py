@@ -228,8 +228,8 @@ def test_adaptive_sde_steps_are_counted_exactly_for_every_method(float64, noise_
             calls = {"n": 0}
             original = getattr(solver_class, name)
 
-            def counting_step(self, *args, _original=original, **kwargs):
-                calls["n"] += 1
+            def counting_step(self, *args, _original=original, _calls=calls, **kwargs):
+                _calls["n"] += 1
                 return _original(self, *args, **kwargs)
 
             monkeypatch.setattr(solver_class, name, counting_step)
