@@ -132,8 +132,9 @@ class Run(StoredRun):
         """E[fn(X)] with its honest Monte Carlo error (`nde_lab.query.runs.run_expect`).
 
         Keywords: `n` or `target_mcse`, `draws` ("sample": fresh draws from `run.sample`;
-        "posterior": every stored posterior draw once), `batch`, `seed`, `max_draws`, and the
-        family's sampling keywords (`times`, `x0`, ...).
+        "posterior": every stored posterior draw once), `batch`, `seed`, `max_draws`,
+        `discretisation_error` (SDE runs: also estimate the bias from the solver's step by step
+        halving), and the family's sampling keywords (`times`, `x0`, `method`, `dt`, ...).
         """
         from nde_lab.query.runs import run_expect
 

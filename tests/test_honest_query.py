@@ -160,3 +160,24 @@ def test_every_family_refuses_unknown_keywords(task):
     for verb in ("query_sample", "query_predict", "query_log_prob"):
         with pytest.raises(QueryError, match="'bogus'"):
             check_keywords(verb, getattr(cls, verb), {"bogus": 1})
+
+
+def test_discretisation_error_by_step_halving_matches_eulers_closed_form_bias(ou_run):
+    """Euler at step h on OU from X_0 = 0 has E[X_T] = mu (1 - (1 - theta h)^(T/h)) exactly, so its bias
+    against the closed form is known: the step-halving estimate must find it (within its own error),
+    while the reported MCSE, which says nothing about it, is far smaller."""
+    mean, _, (theta, mu, _) = _ou_closed_form(ou_run, T)
+    h = 0.1
+    answer = ou_run.expect(_x_t, n=100_000, batch=50_000, times=[0, T], x0=0.0, method="solver", dt=h,
+                           discretisation_error=True, seed=3)
+    bias = mu * (1 - (1 - theta * h) ** round(T / h)) - mean
+    assert answer.attrs["step"] == pytest.approx(h) and "step halving" in answer.attrs["discretisation"]
+    err, err_mcse = float(answer["discretisation_error"]), float(answer["discretisation_error_mcse"])
+    # Richardson with weak order 1 leaves an O(h^2) remainder: 2 (b_h - b_{h/2}) - b_h is 5% of b_h here
+    assert abs(err - bias) < 4 * err_mcse + 0.1 * abs(bias), (err, err_mcse, bias)
+    assert abs(bias) > 10 * float(answer["mcse"])  # the bias is outside the Monte Carlo error
+    assert abs(float(answer["estimate"]) - mean - bias) < 4 * float(answer["mcse"])  # and it is the whole story
+    exact = ou_run.expect(_x_t, n=1000, times=[0, T], x0=0.0, discretisation_error=True)
+    assert float(exact["discretisation_error"]) == 0.0 and exact.attrs["discretisation"].startswith("none")
+    with pytest.raises(QueryError, match="dt must be a positive"):
+        ou_run.sample(10, times=[0, T], x0=0.0, method="solver", dt=-1.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -182,16 +184,23 @@ class SDEFitTask(LabTask):
         return fitted, errors, total
 
     # ---- sampling -----------------------------------------------------------------------------------
-    def simulate(self, y0: Tensor, times: np.ndarray, seed: int, method: Literal["auto", "exact", "solver"] = "auto") -> PathSample:
+    def simulate(self, y0: Tensor, times: np.ndarray, seed: int, method: Literal["auto", "exact", "solver"] = "auto",
+                 dt: float | None = None) -> PathSample:
         """Paths (n, T, D) of the fitted SDE from y0 (n, D) at `times`, seeded; masked paths are NaN.
 
         method: 'auto' samples exact transitions where the model has them (OU, GBM), else the solver
         on a grid refined so every output time is a step end; 'exact' requires them; 'solver' never uses them.
+        dt: the solver's largest step (time units) instead of the recipe's `solver.dt`.
         """
         check_choice("method", method, ["auto", "exact", "solver"], error=QueryError)
         if method == "exact" and not self.sde.has_exact_transition:
             raise QueryError(f"method='exact' but {type(self.sde).__name__} has no exact transition; use 'auto' or 'solver'.")
-        return sample_paths(self.sde, y0, times, options=self.solver, seed=seed, exact=method != "solver")
+        options = self.solver
+        if dt is not None:
+            if not (isinstance(dt, (int, float)) and not isinstance(dt, bool) and math.isfinite(dt) and dt > 0):
+                raise QueryError(f"dt must be a positive number of time units, got {dt!r}.")
+            options = dataclasses.replace(self.solver, dt=float(dt))
+        return sample_paths(self.sde, y0, times, options=options, seed=seed, exact=method != "solver")
 
     @staticmethod
     def _initial_states(observed: np.ndarray, n: int, dtype: torch.dtype) -> Tensor:
@@ -238,14 +247,15 @@ class SDEFitTask(LabTask):
 
     # ---- queries ------------------------------------------------------------------------------------
     def query_sample(self, run: Run, n: int, times: Any = None, seed: int | None = None, x0: Any = None,
-                     method: Literal["auto", "exact", "solver"] = "auto") -> xr.Dataset:
+                     method: Literal["auto", "exact", "solver"] = "auto", dt: float | None = None) -> xr.Dataset:
         """`n` new paths (sample, time, state) of the fitted SDE.
 
         times: output times (default the observed times; paths start at the first observed time, or at
         times[0] when x0 is given), each one a step end (never interpolated); seed: root seed (default
         the run's `sampling_seed`, which regenerates the stored paths); x0: initial state(s) (n, D) or
         (D,) (default the observed initial states, cycled); method: 'auto' (exact transitions for
-        OU/GBM, else the solver), 'exact' or 'solver'. Non-finite paths are dropped and counted.
+        OU/GBM, else the solver), 'exact' or 'solver'; dt: the solver's largest step instead of the
+        recipe's (what `expect(..., discretisation_error=True)` halves). Non-finite paths are dropped and counted.
         attrs record `seed`, `method`, `step` and `draws="simulation"`.
         """
         obs = run.group("observed_data")
@@ -258,7 +268,7 @@ class SDEFitTask(LabTask):
             raise QueryError(f"sample() times must not precede the first observation t={t_first:g} (or pass x0).")
         start = x0 is None and times[0] > t_first + 1e-12  # paths start at the observed initial time
         grid = np.concatenate([[t_first], times]) if start else times
-        sol = self.simulate(y0, grid, seed, method)
+        sol = self.simulate(y0, grid, seed, method, dt)
         y = sol.y if sol.finite.all() else sol.y[sol.finite]  # no copy when every path is finite
         y = y[:, 1:] if start else y
         return paths_dataset(y, times, list(obs["state"].values),
