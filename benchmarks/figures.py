@@ -55,11 +55,11 @@ FIGURES: tuple[Figure, ...] = (
     Figure("nile_ou", "parameters.sigma", "σ", 0),
     Figure("gbm_latent_sde", "summary.coverage_90", "90% band coverage of held-out observations", 3),
     Figure("lotka_volterra_bayes", "posterior_mean.alpha", "α", 3),
-    Figure("lotka_volterra_bayes", "posterior_mean.beta", "β", 4),
+    Figure("lotka_volterra_bayes", "posterior_mean.beta", "β", 5),
     Figure("lotka_volterra_bayes", "posterior_mean.gamma", "γ", 3),
-    Figure("lotka_volterra_bayes", "posterior_mean.delta", "δ", 4),
+    Figure("lotka_volterra_bayes", "posterior_mean.delta", "δ", 5),
     Figure("lotka_volterra_bayes", "attrs.pareto_k", "Pareto k", 2),
-    *(Figure(recipe, f"posterior_mean.{p}", p, 2) for recipe in ("rugged_regression", "rugged_regression_svi")
+    *(Figure(recipe, f"posterior_mean.{p}", p, 3) for recipe in ("rugged_regression", "rugged_regression_svi")
       for p in ("a", "bA", "bR", "bAR", "sigma")),
     Figure("bayes_neural_ode", "attrs.coverage_90", "90% predictive band coverage", 3),
     Figure("flow_8gaussians", "metrics.val_nll", "held-out NLL (nats)", 3),

@@ -21,8 +21,8 @@ NO_FIGURES = {
 
 
 def _readme_rows() -> dict[str, str]:
-    """README's recipe table: {recipe stem: the whole row}."""
-    text = (REPO / "README.md").read_text()
+    """README's recipe table (section "## Recipes"): {recipe stem: the whole row}."""
+    text = (REPO / "README.md").read_text().split("\n## Recipes\n", 1)[1].split("\n## ", 1)[0]
     return {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)\.yaml` \|.*$", text, re.M)}
 
 

@@ -109,6 +109,7 @@ def test_rugged_nuts_recipe_and_arviz(tmp_path):
     run = _only_run(tmp_path, "rugged_regression")
     _check_layout(run, ["a", "bA", "bR", "bAR", "sigma"])
     check_figures("rugged_regression", run)
+    assert float(run.summary["r_hat"].max()) <= 1.01  # README: R-hat <= 1.01 at the recipe's budget
     _arviz_agrees(run, tmp_path)
     assert run.tree["log_likelihood"].to_dataset()["y"].dims == ("chain", "draw", "obs")
 
