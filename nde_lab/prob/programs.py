@@ -237,7 +237,7 @@ class ODEProgram(SeriesProgram):
         d = self.dim
         if data.values.shape[1] != d:
             raise DataError(
-                f"{data.source}: the {self.dynamics} model observes {d} state(s), but the data has "
+                f"{data.source}: the {self.dynamics} model observes {d} {'state' if d == 1 else 'states'}, but the data has "
                 f"{data.values.shape[1]} columns {data.state_names}; give values of shape (T, {d})."
             )
         for name in self.likelihood.noise_parameters:
