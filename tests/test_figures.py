@@ -9,9 +9,14 @@ recipe's own end-to-end test, which calls `check_figures` on its full-budget run
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
+import pytest
+import xarray as xr
 from cli import REPO
-from figures_check import FIGURES, load, render
+from figures_check import FIGURES, check_figures, load, render
+
+from benchmarks.figures import prediction_interval
 
 #: README recipe-table rows with no figure of their own, and why
 NO_FIGURES = {
@@ -44,3 +49,17 @@ def test_every_recipe_row_has_figures_or_a_reason_and_a_full_budget_test():
     sources = "\n".join(p.read_text() for p in (REPO / "tests").glob("test_*.py"))
     for name in with_figures:
         assert f'check_figures("{name}"' in sources, name
+
+
+def _fake_run(mae: float) -> SimpleNamespace:
+    tree = xr.DataTree.from_dict({"/": xr.Dataset(), "/solver_stats": xr.Dataset({"full_series_mae": ((), mae)})})
+    return SimpleNamespace(tree=tree)
+
+
+def test_check_figures_accepts_the_spread_and_rejects_a_value_outside_it():
+    stats = load()["spiral_node/solver_stats.full_series_mae"]
+    low, high = prediction_interval(stats)
+    assert low < stats["mean"] < high and high - low > 2 * stats["sd"]
+    assert check_figures("spiral_node", _fake_run(stats["values"][0]))["solver_stats.full_series_mae"] == stats["values"][0]
+    with pytest.raises(AssertionError, match="outside the 95% prediction interval"):
+        check_figures("spiral_node", _fake_run(high + 0.01))
