@@ -18,7 +18,7 @@ from nde_lab.sweep.record import run_scalars
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.figures import FIGURES, load, prediction_interval, render
 
-__all__ = ["FIGURES", "check_figures", "load", "render"]
+__all__ = ["FIGURES", "check_figures", "load", "prediction_interval", "render"]
 
 
 def check_figures(recipe: str, run) -> dict[str, float]:

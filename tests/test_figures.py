@@ -14,9 +14,7 @@ from types import SimpleNamespace
 import pytest
 import xarray as xr
 from cli import REPO
-from figures_check import FIGURES, check_figures, load, render
-
-from benchmarks.figures import prediction_interval
+from figures_check import FIGURES, check_figures, load, prediction_interval, render
 
 #: README recipe-table rows with no figure of their own, and why
 NO_FIGURES = {
