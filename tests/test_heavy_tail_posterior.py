@@ -182,7 +182,7 @@ def test_logistic_program_and_fallback_options_are_validated():
     with pytest.raises(RecipeError, match=r"initial_state: the logistic model has 1 state\(s\)"):
         _program(initial_state=[1.0, 2.0])
     prog = _program()
-    with pytest.raises(DataError, match=r"observes 1 state\(s\).*shape \(T, 1\)"):
+    with pytest.raises(DataError, match=r"observes 1 state, .*shape \(T, 1\)"):
         prog.bind(SeriesData(times=[0.0, 1.0], values=[[1.0, 2.0], [2.0, 3.0]], state_names=["a", "b"]))
 
     from nde_lab.train.bayes import FastPosteriorTask
