@@ -15,7 +15,7 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor
 
-from nde_lab.dynamics.mechanistic import LogisticGrowth, LotkaVolterra
+from nde_lab.dynamics.classic import LogisticGrowth, LotkaVolterra
 from nde_lab.errors import DataError, RecipeError
 from nde_lab.prob.data import SeriesData, TabularData
 from nde_lab.prob.distributions import Prior, parse_priors
