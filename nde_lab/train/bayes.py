@@ -366,43 +366,102 @@ class FastPosteriorTask(SVITask):
 class NUTSTask(BayesTask):
     """NUTS (Hoffman & Gelman 2014) through `pyro.infer.MCMC`, run once in the first training step.
 
-    Args:
+    Main arguments:
         program: the probabilistic program.
-        num_chains, warmup, draws: chains (run in turn), warm-up iterations and kept draws per chain.
+        num_chains, warmup, draws: chains, warm-up iterations and kept draws per chain.
+        chain_processes: chains run this many at a time in spawned worker processes (1: in turn, in
+            this process); chain c is seeded with seed + c whichever process runs it.
+        init: "prior" starts every chain at the prior median with a unit mass matrix; "laplace" runs
+            the fast posterior's batched multi-start MAP + Laplace fit (`nde_lab.prob.fast.laplace_start`)
+            and starts chain c at u_map + N(0, init_jitter^2 cov) with cov as the initial inverse mass
+            matrix, so warm-up does not spend its first windows finding the typical set.
+        full_mass: adapt a dense mass matrix (correlated posteriors such as ODE rates) instead of a diagonal.
+
+    Other arguments:
         target_accept: dual-averaging target acceptance probability.
         max_tree_depth: NUTS tree-depth cap (2^depth leapfrog steps per draw at most).
-        progress: show Pyro's progress bar.
+        init_jitter: scale of the start draws around the MAP, in Laplace standard deviations.
+        laplace_screen, laplace_starts, laplace_steps: prior draws screened, Adam starts kept and Adam
+            steps of the Laplace fit (each screened draw and step is one solve per start).
+        progress: show Pyro's progress bar (in-process chains only).
+
+    With chain_processes = 1, init = "prior" and full_mass = false the chains are Pyro NUTS on the
+    program's model (`nde_lab.prob.inference.run_nuts`); otherwise NUTS runs on the flat unconstrained
+    potential of `nde_lab.prob.nuts` (no Pyro trace per leapfrog step). The posterior attrs record
+    chain_seconds, chain_pids and gradient_evaluations per chain.
     """
 
     model_family = "bayes_nuts"
 
     def __init__(self, program: ProbProgram, *, num_chains: int = 4, warmup: int = 500, draws: int = 500,
-                 target_accept: float = 0.8, max_tree_depth: int = 10, progress: bool = True,
+                 chain_processes: int = 1, init: Literal["prior", "laplace"] = "prior", full_mass: bool = False,
+                 target_accept: float = 0.8, max_tree_depth: int = 10, init_jitter: float = 1.0,
+                 laplace_screen: int = 512, laplace_starts: int = 8, laplace_steps: int = 100, progress: bool = True,
                  dtype: DType = "float64", seed: int = 0, num_prior_draws: int = 500) -> None:
         super().__init__(program, dtype=dtype, seed=seed, num_prior_draws=num_prior_draws)
         if num_chains < 1 or warmup < 1 or draws < 4 or not 0 < target_accept < 1:
             raise RecipeError("NUTSTask needs num_chains >= 1, warmup >= 1, draws >= 4 and 0 < target_accept < 1; got "
                               f"{num_chains}, {warmup}, {draws}, {target_accept}.")
+        if chain_processes < 1:
+            raise RecipeError(f"model.chain_processes must be >= 1, got {chain_processes}.")
+        if init not in ("prior", "laplace"):
+            raise RecipeError(f"model.init must be 'prior' or 'laplace', got {init!r}.")
+        if not init_jitter >= 0 or min(laplace_screen, laplace_starts, laplace_steps) < 1 or laplace_starts > laplace_screen:
+            raise RecipeError("model.init_jitter >= 0 and 1 <= model.laplace_starts <= model.laplace_screen, "
+                              f"model.laplace_steps >= 1 are required; got {init_jitter}, {laplace_starts}, "
+                              f"{laplace_screen}, {laplace_steps}.")
         self.num_chains, self.warmup, self.draws = num_chains, warmup, draws
+        self.chain_processes, self.init, self.full_mass = chain_processes, init, full_mass
+        self.init_jitter = init_jitter
+        self.laplace_screen, self.laplace_starts, self.laplace_steps = laplace_screen, laplace_starts, laplace_steps
         self.target_accept, self.max_tree_depth, self.progress = target_accept, max_tree_depth, progress
         self.automatic_optimization = False
 
     def configure_optimizers(self) -> None:
         return None
 
+    def _run(self) -> None:
+        if self.chain_processes == 1 and self.init == "prior" and not self.full_mass:
+            res = run_nuts(self.program, num_chains=self.num_chains, warmup=self.warmup, draws=self.draws,
+                           seed=self.seed, target_accept=self.target_accept, max_tree_depth=self.max_tree_depth,
+                           progress=self.progress)
+            self._draws, self._stats = res.draws, res.stats
+            self._post_attrs.update(seconds=round(res.seconds, 2))
+            return
+        from nde_lab.prob.nuts import run_nuts_parallel
+
+        u_map = cov = None
+        if self.init == "laplace":
+            import time
+
+            start = time.perf_counter()
+            fit = laplace_start(self.program, n_screen=self.laplace_screen, n_starts=self.laplace_starts,
+                                steps=self.laplace_steps, seed=self.seed)
+            u_map, cov = fit.u_map.double().numpy(), fit.cov.double().numpy()
+            self._post_attrs.update(laplace_seconds=round(time.perf_counter() - start, 2),
+                                    laplace_log_density=float(fit.log_density))
+        res, facts = run_nuts_parallel(
+            self.program, num_chains=self.num_chains, warmup=self.warmup, draws=self.draws, seed=self.seed,
+            target_accept=self.target_accept, max_tree_depth=self.max_tree_depth, full_mass=self.full_mass,
+            workers=self.chain_processes, u_map=u_map, cov=cov, jitter=self.init_jitter, dtype=self.dtype_name)
+        self._draws, self._stats = res.draws, res.stats
+        self._post_attrs.update(
+            seconds=round(res.seconds, 2), chain_processes=int(facts["workers"]), init=self.init,
+            full_mass=bool(self.full_mass), chain_seconds=" ".join(f"{s:g}" for s in facts["chain_seconds"]),
+            chain_pids=" ".join(str(p) for p in facts["chain_pids"]),
+            gradient_evaluations=" ".join(str(n) for n in facts["gradient_evaluations"]))
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         if self._draws is None:
             with _dtype(self.dtype_name):
-                res = run_nuts(self.program, num_chains=self.num_chains, warmup=self.warmup, draws=self.draws,
-                               seed=self.seed, target_accept=self.target_accept, max_tree_depth=self.max_tree_depth,
-                               progress=self.progress)
-            self._draws, self._stats = res.draws, res.stats
-            n_div = int(res.stats["diverging"].sum())
+                self._run()
+            n_div = int(self._stats["diverging"].sum())
             self._post_attrs.update(method="nuts", num_chains=self.num_chains, warmup=self.warmup, draws=self.draws,
-                                    divergences=n_div, seconds=round(res.seconds, 2))
-            msg = f"nde-lab: NUTS finished in {res.seconds:.1f} s: {n_div} divergent transition(s) after warm-up"
+                                    divergences=n_div)
+            seconds = self._post_attrs["seconds"]
+            msg = f"nde-lab: NUTS finished in {seconds:.1f} s: {n_div} divergent transition(s) after warm-up"
             if n_div:
-                per_chain = res.stats["diverging"].sum(axis=1).tolist()
+                per_chain = self._stats["diverging"].sum(axis=1).tolist()
                 msg += f" (per chain {per_chain}); see sample_stats.diverging. Raise model.target_accept or reparameterise."
             print(msg, file=sys.stderr)
             self.log("divergences", float(n_div), on_step=False, on_epoch=True)
