@@ -1,0 +1,109 @@
+"""Exact NUTS on the hare-lynx Lotka-Volterra posterior: the lab (recipes/lotka_volterra_nuts.yaml) vs NumPyro + diffrax.
+
+Both run 4 chains x (1000 warm-up + 1000 draws) of NUTS with a dense mass matrix on the same model,
+one after the other on the same machine. The lab: `nde-lab fit` of the recipe in a subprocess (wall
+includes imports, the Laplace start, worker start-up and writing the run); NumPyro: `benchmarks/
+nuts_numpyro.py` (wall includes JIT compilation), run with the python of `NUTS_NUMPYRO_PYTHON`,
+`.tox/nuts-numpyro`, or /tmp/npenv, whichever exists first (`tox -e nuts-numpyro` builds one); the
+row is left out when none does. ESS: ArviZ bulk ESS, min over the 8 scalar parameters; ESS/s = min
+ESS / wall. The 1-minute load average before each run is in the notes (2-core machine, shared).
+
+    OMP_NUM_THREADS=1 python -m benchmarks.run --only bench_nuts
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["lab_row", "numpyro_python", "numpyro_row", "run"]
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "lotka_volterra_nuts.yaml"
+SCALARS = [("alpha", None), ("beta", None), ("gamma", None), ("delta", None), ("z_init", 0), ("z_init", 1),
+           ("sigma", 0), ("sigma", 1)]
+
+
+def _load() -> str:
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
+def _ess_rhat(posterior) -> tuple[float, float]:
+    import arviz as az
+
+    ess, rhat = [], []
+    for name, i in SCALARS:
+        x = posterior[name].values if i is None else posterior[name].values[..., i]
+        ess.append(float(az.ess(x, method="bulk")))
+        rhat.append(float(az.rhat(x)))
+    return min(ess), max(rhat)
+
+
+def lab_row(extra: list[str] | None = None) -> dict:
+    """`nde-lab fit` of the recipe in a subprocess, then the diagnostics of the stored run."""
+    import nde_lab
+
+    load = _load()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory() as store:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "nde_lab", "fit", "--config", str(RECIPE), "--store", store,
+                               *(extra or [])], cwd=ROOT, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"the lab's NUTS recipe failed:\n{proc.stderr[-3000:]}")
+        run_dir = next(p for p in Path(store).rglob("run.zarr")).parent
+        run = nde_lab.open_run(run_dir)
+        post = run.posterior
+        ess, rhat = _ess_rhat(post)
+        stats = run.tree["sample_stats"].to_dataset()
+        attrs = post.attrs
+    grads = int(stats["n_steps"].sum())  # leapfrog steps after warm-up, as NumPyro's num_steps
+    return {"sampler": "nde-lab NUTSTask (Pyro NUTS, scipy LSODA sensitivities, 2 processes)", "wall_s": wall,
+            "min_ess_bulk": ess, "ess_per_s": ess / wall, "max_r_hat": rhat,
+            "divergences": int(stats["diverging"].sum()), "gradients_after_warmup": grads,
+            "notes": f"{load}; sampling {attrs.get('seconds')} s (chains {attrs.get('chain_seconds')} s), "
+                     f"Laplace start {attrs.get('laplace_seconds')} s"}
+
+
+def numpyro_python() -> str | None:
+    """The python of the NumPyro environment, or None."""
+    candidates = [os.environ.get("NUTS_NUMPYRO_PYTHON", ""), str(ROOT / ".tox" / "nuts-numpyro" / "bin" / "python"),
+                  "/tmp/npenv/bin/python"]
+    return next((c for c in candidates if c and Path(c).exists()), None)
+
+
+def numpyro_row(python: str, chain_method: str = "sequential") -> dict:
+    load = _load()
+    proc = subprocess.run([python, str(ROOT / "benchmarks" / "nuts_numpyro.py"), "--chains", "4", "--warmup", "1000",
+                           "--draws", "1000", "--chain-method", chain_method],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmarks/nuts_numpyro.py failed:\n{proc.stderr[-3000:]}")
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"sampler": rec["sampler"] + f", chain_method={chain_method}", "wall_s": rec["wall_seconds"],
+            "min_ess_bulk": rec["min_ess_bulk"], "ess_per_s": rec["ess_per_second"], "max_r_hat": rec["max_r_hat"],
+            "divergences": rec["divergences"], "gradients_after_warmup": rec["leapfrog_steps_after_warmup"],
+            "notes": load}
+
+
+def run() -> list[dict]:
+    rows = [lab_row()]
+    python = numpyro_python()
+    if python is not None:
+        rows.append(numpyro_row(python, os.environ.get("NUTS_NUMPYRO_CHAIN_METHOD", "sequential")))
+        lab, ref = rows[0]["ess_per_s"], rows[1]["ess_per_s"]
+        rows[0]["notes"] += f"; ESS/s {lab / ref:.2f}x NumPyro's" if np.isfinite(lab / ref) else ""
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(json.dumps(row))
