@@ -15,7 +15,7 @@ from torch import Tensor
 
 from nde_lab.errors import RecipeError
 
-__all__ = ["Prior", "Truncated", "distribution_names", "make_distribution", "parse_priors"]
+__all__ = ["Prior", "Truncated", "check_positive_prior", "distribution_names", "make_distribution", "parse_priors"]
 
 _NO_SHAPE = torch.Size()
 
@@ -219,3 +219,20 @@ def parse_priors(priors: dict[str, Prior | dict[str, Any]], *, required: list[st
         if name not in out:
             raise RecipeError(f"priors: the model needs a prior for {name!r}; got priors for {sorted(out)}.")
     return out
+
+
+def check_positive_prior(prior: Prior, key: str, role: str) -> None:
+    """Raise RecipeError naming `key` unless every draw of `prior` is positive (a scale, a rate, a
+    concentration). The support is probed by mapping a far-negative unconstrained point through Pyro's
+    `biject_to`, which lands on the support's lower end."""
+    built = prior.build(key)
+    probe = torch.full(tuple(built.event_shape), -50.0, dtype=torch.get_default_dtype())
+    try:
+        lowest = dist.transforms.biject_to(built.support)(probe)
+    except NotImplementedError:  # a discrete support: not a scale at all
+        lowest = torch.zeros(())
+    if bool((lowest <= 0).any()):
+        raise RecipeError(
+            f"{key}: {role} must be positive, but its prior {prior.dist}({prior.args}) can be zero or negative; "
+            "use a positive family (HalfNormal, HalfCauchy, Exponential, Gamma, LogNormal) or truncate it with low: 0."
+        )
