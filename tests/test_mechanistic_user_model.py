@@ -154,3 +154,59 @@ def test_user_model_fast_and_nuts_recover_the_truth_and_agree(tmp_path):
         se = [d.std() / math.sqrt(ess_bulk(d)) for d in (fd[name], nd[name])]
         gap = abs(fd[name].mean() - nd[name].mean())
         assert gap < 4 * math.hypot(*se), (name, fd[name].mean(), nd[name].mean(), se)
+
+
+def test_a_scale_prior_that_can_go_negative_exits_2_naming_the_site_and_the_fix(tmp_path):
+    """Through the real CLI (the other name errors are the same RecipeError, checked in-process below)."""
+    old, new = "sigma: {dist: HalfNormal, args: {scale: 0.5}}", "sigma: {dist: Normal, args: {loc: 0.0, scale: 0.5}}"
+    expected = ["priors.sigma", "LogNormal likelihood's scale", "HalfNormal", "low: 0"]
+    _write_case(tmp_path)
+    recipe = tmp_path / "pk_fast.yaml"
+    text = recipe.read_text()
+    assert old in text
+    recipe.write_text(text.replace(old, new))
+    store = tmp_path / "store"
+    proc = run_cli("fit", "--config", str(recipe), "--allow_import", "pkmodel", store=store, extra_path=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    for fragment in expected:
+        assert fragment in proc.stderr, (fragment, proc.stderr[-2000:])
+    assert not runs_in(store)
+
+
+def test_program_validation_names_the_recipe_key():
+    from nde_lab.errors import RecipeError
+    from nde_lab.prob import Likelihood, ODEProgram, Prior
+
+    priors = {"beta": Prior("LogNormal", {"loc": 0.0, "scale": 1.0}), "gamma": Prior("LogNormal", {"loc": 0.0, "scale": 1.0}),
+              "phi": Prior("Exponential", {"rate": 1.0})}
+    nb = Likelihood(family="NegativeBinomial", concentration="phi")
+    ok = dict(priors=priors, likelihood=nb, dynamics="sir", constants={"N": 763}, initial_state=[762, 1, 0],
+              observation={"in_bed": {"states": ["I"]}})
+    ODEProgram(**ok)
+    cases = [
+        (dict(constants={}), r"constants: SIR needs \['N'\]"),
+        (dict(constants={"N": 763, "M": 1}), r"constants.M: SIR has constants \['N'\]"),
+        (dict(initial_state={"S": 762, "I": 1}), r"initial_state: give one entry per state \['S', 'I', 'R'\]; missing \['R'\]"),
+        (dict(observation={"in_bed": {"states": ["Q"]}}), r"observation.in_bed.states: name one or more of the model's states"),
+        (dict(dynamics="SIR"), r"dynamics: 'SIR' is neither a built-in model"),
+        (dict(coordinates="log"), r"coordinates: 'log' needs a model whose states stay positive"),
+        (dict(priors={k: v for k, v in priors.items() if k != "gamma"}), r"priors: the model needs a prior for 'gamma'"),
+        (dict(likelihood=Likelihood(family="Binomial", total_count=763), observation={"in_bed": {"states": ["I"], "scale": 0}}),
+         r"observation.in_bed.scale must be a positive number"),
+    ]
+    cases += [
+        (dict(priors={**priors, "phi": Prior("HalfNormall", {"scale": 1.0})}),
+         r"priors.phi: unknown distribution 'HalfNormall'. Did you mean 'HalfNormal'"),
+        (dict(priors={**priors, "phi": Prior("Normal", {"loc": 1.0, "scale": 1.0})}),
+         r"priors.phi: the NegativeBinomial likelihood's concentration .* must be positive.*HalfNormal.*low: 0"),
+    ]
+    with pytest.raises(RecipeError, match=r"likelihood.family must be one of .*'LogNormal'.*got 'Lognormal'"):
+        Likelihood(family="Lognormal", scale="sigma")
+    for change, pattern in cases:
+        with pytest.raises(RecipeError, match=pattern):
+            ODEProgram(**{**ok, **change})
+    # a fixed parameter needs no prior; a scale parameter does, and must be positive
+    ODEProgram(**{**ok, "priors": {k: v for k, v in priors.items() if k != "gamma"}, "constants": {"N": 763, "gamma": 0.5}})
+    with pytest.raises(RecipeError, match=r"priors.rho: an observation scale must be positive"):
+        ODEProgram(**{**ok, "priors": {**priors, "rho": Prior("Normal", {"loc": 0.5, "scale": 0.1})},
+                      "observation": {"in_bed": {"states": ["I"], "scale": "rho"}}})
