@@ -56,8 +56,8 @@ def _simulate(seed: int = 0) -> np.ndarray:
     edges = [0.0, *INFUSION[0], TIMES[-1]]
     rates = [0.0, *INFUSION[1]]  # the infusion rate on each piece between switches
     y, out = np.array([DOSE, 0.0, 0.0]), []
-    for a, b, rate in zip(edges[:-1], edges[1:], rates):
-        inside = TIMES[(TIMES > a) & (TIMES <= b)]
+    for a, b, rate in zip(edges[:-1], edges[1:], rates, strict=True):
+        inside = TIMES[(a < TIMES) & (b >= TIMES)]
         grid = np.unique(np.append(inside, b))
         sol = solve_ivp(rhs, (a, b), y, args=(rate,), t_eval=grid, rtol=1e-12, atol=1e-12, method="DOP853")
         out.append(sol.y[:, np.isin(grid, inside)].T)
@@ -118,7 +118,7 @@ def _recipe(task: str, data_csv: str) -> str:
 def _write_case(tmp_path):
     (tmp_path / "pkmodel.py").write_text(MODULE)
     y = _simulate()
-    rows = ["time,conc_central,conc_peripheral"] + [f"{t:g},{a:.10g},{b:.10g}" for t, (a, b) in zip(TIMES, y)]
+    rows = ["time,conc_central,conc_peripheral"] + [f"{t:g},{a:.10g},{b:.10g}" for t, (a, b) in zip(TIMES, y, strict=True)]
     (tmp_path / "pk.csv").write_text("\n".join(rows) + "\n")
     for task in ("fast", "nuts"):
         (tmp_path / f"pk_{task}.yaml").write_text(_recipe(task, str(tmp_path / "pk.csv")))
