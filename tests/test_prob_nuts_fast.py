@@ -59,7 +59,7 @@ def test_flat_potential_is_the_traced_log_density(float64):
         z = {"u": u[0].clone().requires_grad_(True)}
         e = pot(z)
         (g,) = torch.autograd.grad(e, z["u"])
-        assert math.isclose(float(e), -float(unc.log_density(u[:1])[0]), rel_tol=1e-12)
+        assert math.isclose(float(e.detach()), -float(unc.log_density(u[:1])[0]), rel_tol=1e-12)
         assert bool(torch.isfinite(g).all())
     z = {"u": torch.full((4,), 1e6, dtype=torch.float64, requires_grad=True)}  # exp(1e6) = inf noise scale
     e = FlatPotential(prog_sigma)(z)
@@ -70,7 +70,7 @@ def test_chains_in_processes_are_reproducible_and_exact(float64):
     """Two spawned workers give the same draws as one process, chain by chain (seed + chain), and the
     draws match the closed-form Gaussian posterior."""
     prog, mean, cov = _regression()
-    kwargs = dict(num_chains=2, warmup=150, draws=300, seed=5, full_mass=True)
+    kwargs = dict(num_chains=2, warmup=60, draws=100, seed=5, full_mass=True)
     par, facts = run_nuts_parallel(prog, workers=2, **kwargs)
     seq, facts_seq = run_nuts_parallel(prog, workers=1, **kwargs)
     assert len(set(facts["chain_pids"])) == 2 and os.getpid() not in facts["chain_pids"]
@@ -78,10 +78,10 @@ def test_chains_in_processes_are_reproducible_and_exact(float64):
     for k in ("a", "b1", "b2"):
         np.testing.assert_allclose(par.draws[k].numpy(), seq.draws[k].numpy(), rtol=0, atol=1e-12)
     np.testing.assert_array_equal(par.stats["n_steps"], seq.stats["n_steps"])
-    assert par.stats["diverging"].shape == (2, 300) and not par.stats["diverging"].any()
+    assert par.stats["diverging"].shape == (2, 100) and not par.stats["diverging"].any()
     draws = np.stack([par.draws[k].numpy().ravel() for k in ("a", "b1", "b2")], axis=1)
     sd = np.sqrt(np.diag(cov))
-    assert (np.abs(draws.mean(0) - mean) < 5 * sd / np.sqrt(200)).all()  # ESS >= 200 of 600 draws here
+    assert (np.abs(draws.mean(0) - mean) < 5 * sd / np.sqrt(50)).all()  # ESS >= 50 of 200 draws here
 
 
 @pytest.mark.slow
