@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,12 @@ def _load() -> str:
     return f"load {os.getloadavg()[0]:.2f}"
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children (the subprocess and its workers)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _ess_rhat(posterior) -> tuple[float, float]:
     import arviz as az
 
@@ -53,10 +60,10 @@ def lab_row(extra: list[str] | None = None) -> dict:
     load = _load()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory() as store:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _children_cpu()
         proc = subprocess.run([sys.executable, "-m", "nde_lab", "fit", "--config", str(RECIPE), "--store", store,
                                *(extra or [])], cwd=ROOT, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, _children_cpu() - cpu
         if proc.returncode != 0:
             raise RuntimeError(f"the lab's NUTS recipe failed:\n{proc.stderr[-3000:]}")
         run_dir = next(p for p in Path(store).rglob("run.zarr")).parent
@@ -67,6 +74,7 @@ def lab_row(extra: list[str] | None = None) -> dict:
         attrs = post.attrs
     grads = int(stats["n_steps"].sum())  # leapfrog steps after warm-up, as NumPyro's num_steps
     return {"sampler": "nde-lab NUTSTask (Pyro NUTS, scipy LSODA sensitivities, 2 processes)", "wall_s": wall,
+            "cpu_s": cpu,
             "min_ess_bulk": ess, "ess_per_s": ess / wall, "max_r_hat": rhat,
             "divergences": int(stats["diverging"].sum()), "gradients_after_warmup": grads,
             "notes": f"{load}; sampling {attrs.get('seconds')} s (chains {attrs.get('chain_seconds')} s), "
@@ -81,14 +89,15 @@ def numpyro_python() -> str | None:
 
 
 def numpyro_row(python: str, chain_method: str = "sequential") -> dict:
-    load = _load()
+    load, cpu = _load(), _children_cpu()
     proc = subprocess.run([python, str(ROOT / "benchmarks" / "nuts_numpyro.py"), "--chains", "4", "--warmup", "1000",
                            "--draws", "1000", "--chain-method", chain_method],
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmarks/nuts_numpyro.py failed:\n{proc.stderr[-3000:]}")
+    cpu = _children_cpu() - cpu
     rec = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"sampler": rec["sampler"] + f", chain_method={chain_method}", "wall_s": rec["wall_seconds"],
+    return {"sampler": rec["sampler"] + f", chain_method={chain_method}", "wall_s": rec["wall_seconds"], "cpu_s": cpu,
             "min_ess_bulk": rec["min_ess_bulk"], "ess_per_s": rec["ess_per_second"], "max_r_hat": rec["max_r_hat"],
             "divergences": rec["divergences"], "gradients_after_warmup": rec["leapfrog_steps_after_warmup"],
             "notes": load}
@@ -106,4 +115,4 @@ def run() -> list[dict]:
 
 if __name__ == "__main__":
     for row in run():
-        print(json.dumps(row))
+        print(json.dumps(row), flush=True)
