@@ -8,7 +8,7 @@ nuts_numpyro.py` (wall includes JIT compilation), run with the python of `NUTS_N
 row is left out when none does. ESS: ArviZ bulk ESS, min over the 8 scalar parameters; ESS/s = min
 ESS / wall. The 1-minute load average before each run is in the notes (2-core machine, shared).
 
-    OMP_NUM_THREADS=1 python -m benchmarks.run --only bench_nuts
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_nuts      (or: python -m benchmarks.run --only bench_nuts)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["lab_row", "numpyro_python", "numpyro_row", "run"]
+__all__ = ["lab_row", "main", "numpyro_python", "numpyro_row", "run", "write_section"]
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "lotka_volterra_nuts.yaml"
@@ -113,6 +113,37 @@ def run() -> list[dict]:
     return rows
 
 
+def write_section(rows: list[dict], elapsed: float, out: Path = ROOT / "docs" / "benchmarks.md") -> str:
+    """Put this module's section into docs/benchmarks.md (replacing an older one), as `benchmarks.run` formats it."""
+    from benchmarks.run import _format
+
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = [f"## bench_nuts ({elapsed:.0f} s)", "", (__doc__ or "").strip(), "",
+             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_format(row.get(c, "")) for c in columns) + " |" for row in rows]
+    section = "\n".join(lines)
+    text = out.read_text()
+    parts = text.split("\n## ")
+    kept = [p for p in parts[1:] if not p.startswith("bench_nuts ")]
+    out.write_text("\n## ".join([parts[0].rstrip("\n") + "\n", *[p.rstrip("\n") + "\n" for p in kept]]).rstrip("\n")
+                   + "\n\n" + section + "\n")
+    return section
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", nargs="*", type=Path, help="JSON rows measured earlier (one object per line) "
+                        "instead of running both samplers now")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    if args.rows:
+        rows = [json.loads(line) for f in args.rows for line in f.read_text().splitlines() if line.strip()]
+    else:
+        rows = run()
+    print(write_section(rows, sum(r["wall_s"] for r in rows) if args.rows else time.perf_counter() - start))
+
+
 if __name__ == "__main__":
-    for row in run():
-        print(json.dumps(row), flush=True)
+    main()
