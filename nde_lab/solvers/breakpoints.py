@@ -19,16 +19,17 @@ from torch import Tensor
 __all__ = ["breakpoints_inside", "step_grid"]
 
 
-def breakpoints_inside(vector_field: object, extra: Sequence[float] | None, t: Tensor) -> list[float]:
-    """The field's `breakpoints()` (if it has them) and `extra`, strictly inside the span of `t`, sorted
-    in the direction of integration (increasing for increasing t)."""
+def breakpoints_inside(vector_field: object, extra: Sequence[float] | None, t: Tensor) -> tuple[list[float], bool]:
+    """The field's `breakpoints()` (if it has them) and `extra` strictly inside the span of `t`, sorted
+    in the direction of integration, and whether one sits at t[0] (then the solve starts to its right)."""
     times = [float(b) for b in extra or ()]
     method = getattr(vector_field, "breakpoints", None)
     if callable(method):
         times += [float(b) for b in method()]
     lo, hi = sorted((float(t[0]), float(t[-1])))
     inside = sorted({b for b in times if lo < b < hi and math.isfinite(b)})
-    return inside if float(t[-1]) > float(t[0]) else inside[::-1]
+    at_start = float(t[0]) in times
+    return (inside if float(t[-1]) > float(t[0]) else inside[::-1]), at_start
 
 
 def _piece(start: float, end: float, step: float) -> list[float]:
@@ -41,11 +42,13 @@ def _piece(start: float, end: float, step: float) -> list[float]:
 
 
 def step_grid(step: float, breakpoints: Sequence[float]) -> object:
-    """A torchdiffeq `grid_constructor` (func, y0, t) -> grid: steps of `step` restarted at every breakpoint,
-    so each breakpoint is a grid point."""
+    """A torchdiffeq `grid_constructor` (func, y0, t) -> grid: steps of `step` restarted at every breakpoint
+    and every output time, so each is a grid point (torchdiffeq interpolates linearly to output times
+    between grid points, an O(h^2) error that a grid shifted by a breakpoint would otherwise add)."""
 
     def construct(func: object, y0: Tensor, t: Tensor) -> Tensor:
-        edges = [float(t[0]), *breakpoints, float(t[-1])]
+        sign = 1.0 if float(t[-1]) > float(t[0]) else -1.0
+        edges = sorted({*t.tolist(), *breakpoints}, key=lambda x: sign * x)
         grid: list[float] = [edges[0]]
         for a, b in itertools.pairwise(edges):
             grid += _piece(a, b, step)[1:]

@@ -130,6 +130,7 @@ class SolverStats:
         nfe_backward, steps_backward: the same for the adjoint's backward solve (filled in when
             `.backward()` runs; 0 without adjoint), which has its own budget of `max_num_steps` steps.
         status, message: "success" or "failed" with the reason.
+        members_implicit: batch members finished by LSODA in a `per_draw` solve (stiff or over budget).
 
     Steps come from torchdiffeq's step callbacks (`callback_step`, `callback_accept_step`,
     `callback_reject_step` and their `_adjoint` versions), so they are exact for every method.
@@ -143,6 +144,7 @@ class SolverStats:
     steps_backward: int = 0
     status: Literal["success", "failed"] = "success"
     message: str = ""
+    members_implicit: int = 0
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {"method": self.method, "nfe": self.nfe, "steps": self.steps, "steps_rejected": self.steps_rejected,
@@ -175,7 +177,7 @@ class _CountingField:
     call costs microseconds per evaluation that small solves feel.
     """
 
-    __slots__ = ("_last_step", "_last_t", "adaptive", "backward", "fail", "max_nfe", "max_steps", "stats",
+    __slots__ = ("_last_step", "_last_t", "adaptive", "backward", "fail", "max_nfe", "max_steps", "right_of", "stats",
                  "vector_field")
 
     def __init__(self, vector_field: nn.Module, *, max_nfe: int, max_steps: int, stats: SolverStats, adaptive: bool,
@@ -186,6 +188,7 @@ class _CountingField:
         self.backward = False
         self._last_t: Tensor | None = None
         self._last_step: tuple[Tensor, Tensor, Tensor] | None = None
+        self.right_of: Tensor | None = None  # a breakpoint at t0: evaluations at t0 see its right side
 
     @property
     def nfe(self) -> int:
@@ -206,6 +209,8 @@ class _CountingField:
             self.stats.nfe += 1
             if self.stats.nfe > self.max_nfe:
                 raise self.fail("evaluation budget exhausted", self.last_t)
+            if self.right_of is not None and bool(t == self.right_of):
+                t = torch.nextafter(t, t + 1)
         return self.vector_field(t, y)
 
     # torchdiffeq's step callbacks (t0, y0, dt): exact step counts for every method
@@ -307,7 +312,7 @@ def solve_ode(
     options = options or ODESolverOptions()
     _validate_inputs(y0, t)
     info = options.info
-    breaks = breakpoints_inside(vector_field, options.breakpoints, t)
+    breaks, at_start = breakpoints_inside(vector_field, options.breakpoints, t)
     stats = SolverStats(method=options.method)
     if info.implicit or options.per_draw:
         if options.per_draw:
@@ -315,7 +320,7 @@ def solve_ode(
         else:
             from nde_lab.solvers.sensitivity import solve_scipy as solver
         try:
-            y = solver(vector_field, y0, t, options, breaks, stats)
+            y = solver(vector_field, y0, t, options, breaks, stats, at_start=at_start)
         except SolverError as err:
             return _failed(err, stats, t, y0, throw)
         return ODESolution(t=t, y=y, stats=stats)
@@ -332,8 +337,10 @@ def solve_ode(
             torch_options["first_step"] = options.step_size
         if breaks:
             torch_options["jump_t"] = torch.tensor(breaks, dtype=t.dtype, device=t.device)
+        if at_start and float(t[-1]) > float(t[0]):
+            counted.right_of = t[0].to(y0.dtype)
     else:
-        if breaks:  # restart the grid at every breakpoint; stages at a grid point see its right side
+        if breaks or at_start:  # restart the grid at every breakpoint; stages at a grid point see its right side
             torch_options["grid_constructor"] = step_grid(options.step_size, breaks)
             torch_options["perturb"] = True
         else:

@@ -236,8 +236,9 @@ class _ScipySolve(torch.autograd.Function):
         return (g[:, :d] if ctx.needs_input_grad[0] else None, g[:, d:] if ctx.needs_input_grad[1] else None, None)
 
 
-def solve_scipy(vector_field, y0: Tensor, t: Tensor, options, breaks: list[float], stats) -> Tensor:
-    """`solve_ode` for the scipy methods: y (T, *batch, D); counts nfe and steps into `stats`."""
+def solve_scipy(vector_field, y0: Tensor, t: Tensor, options, breaks: list[float], stats, *, at_start: bool = False) -> Tensor:
+    """`solve_ode` for the scipy methods: y (T, *batch, D); counts nfe and steps into `stats`. Each piece
+    between breakpoints (and a breakpoint at t[0], `at_start`) is solved with t kept strictly inside it."""
     field = as_mechanistic(vector_field, options.method)
     d, p = field.dim, len(field.parameters)
     if y0.shape[-1] != d:
