@@ -89,10 +89,11 @@ def _explicit(field, y0: Tensor, theta: Tensor, t: Tensor, options, breaks: list
     rtol, atol = options.rtol, options.atol
     stops = torch.tensor(sorted({*t[1:].tolist(), *breaks}), dtype=dtype, device=device)
     is_break = torch.tensor([float(s) in set(breaks) for s in stops.tolist()], device=device)
-    out_of_stop = torch.searchsorted(t.contiguous(), stops.contiguous())  # output index of each stop (if it is one)
-    is_out = torch.isin(stops, t[1:])
+    tv = t.to(dtype=dtype, device=device).contiguous()
+    out_of_stop = torch.searchsorted(tv, stops.contiguous())  # output index of each stop (if it is one)
+    is_out = torch.isin(stops, tv[1:])
     n_stops = stops.numel()
-    t_end = t[-1].to(dtype)
+    t_end = tv[-1]
 
     def f(tt: Tensor, yy: Tensor, th: Tensor) -> Tensor:
         stats.nfe += 1
@@ -100,7 +101,7 @@ def _explicit(field, y0: Tensor, theta: Tensor, t: Tensor, options, breaks: list
 
     idx = torch.arange(n_all, device=device)  # global member index of each running row
     y, th = y0, theta
-    tt = t[0].to(dtype).expand(n_all).clone()
+    tt = tv[0].expand(n_all).clone()
     nxt = torch.zeros(n_all, dtype=torch.long, device=device)  # next stop of each running row
     f0 = f(torch.nextafter(tt, tt + 1) if at_start else tt, y, th)
     h = _initial_step(f, tt, y, th, f0, tab.order, rtol, atol) if options.step_size is None else \
