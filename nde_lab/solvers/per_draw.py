@@ -40,17 +40,27 @@ def _rms(x: Tensor) -> Tensor:
     return x.pow(2).mean(dim=-1).sqrt()
 
 
+def _combine(ks: list[Tensor], pairs: list[tuple[int, float]]) -> Tensor:
+    """sum_j c_j ks[j] over the (j, c_j) pairs."""
+    (j, c), *rest = pairs
+    out = ks[j] * c
+    for j, c in rest:
+        out = torch.add(out, ks[j], alpha=c)
+    return out
+
+
 class _Tableau:
     def __init__(self, method: str, dtype: torch.dtype, device: torch.device) -> None:
         solver = SOLVERS[method]
         tab = solver.tableau
         self.order = solver.order
         self.alpha = [float(a) for a in tab.alpha]
-        self.beta = [b.to(dtype=dtype, device=device) for b in tab.beta]
-        self.c_sol = tab.c_sol.to(dtype=dtype, device=device)
-        self.c_error = tab.c_error.to(dtype=dtype, device=device)
+        # (stage index, coefficient) pairs of every linear combination, zeros left out
+        self.beta = [[(j, float(b)) for j, b in enumerate(row.tolist()) if b != 0.0] for row in tab.beta]
+        self.c_sol = [(j, float(c)) for j, c in enumerate(tab.c_sol.tolist()) if c != 0.0]
+        self.c_error = [(j, float(c)) for j, c in enumerate(tab.c_error.tolist()) if c != 0.0]
         # first same as last: the last stage is f(t1, y1), reused as the next step's first
-        self.fsal = bool(tab.c_sol[-1] == 0 and torch.equal(tab.c_sol[:-1], tab.beta[-1])) and self.alpha[-1] == 1.0
+        self.fsal = bool(tab.c_sol[-1] == 0 and torch.equal(tab.c_sol[:-1], tab.beta[-1]) and self.alpha[-1] == 1.0)
 
 
 def solve_per_draw(vector_field, y0: Tensor, t: Tensor, options, breaks: list[float], stats, *,
@@ -119,21 +129,19 @@ def _explicit(field, y0: Tensor, theta: Tensor, t: Tensor, options, breaks: list
         dt = torch.where(land, stop - tt, h)
         t1 = torch.where(land, stop, tt + dt)
         ks = [f0]
+        dtc = dt.unsqueeze(-1)
+        ti_last = torch.nextafter(t1, tt)  # the last stage sees the left side of a breakpoint at t1
         for alpha, beta in zip(tab.alpha, tab.beta, strict=True):
-            yi = y + dt.unsqueeze(-1) * sum(b * k for b, k in zip(beta.tolist(), ks, strict=False) if b != 0.0)
-            ti = torch.nextafter(t1, tt) if alpha == 1.0 else tt + alpha * dt
-            ks.append(f(ti, yi, th))
-        y1 = yi if tab.fsal else y + dt.unsqueeze(-1) * sum(c * k for c, k in zip(tab.c_sol.tolist(), ks, strict=True) if c != 0.0)
-        err = dt.unsqueeze(-1) * sum(c * k for c, k in zip(tab.c_error.tolist(), ks, strict=True) if c != 0.0)
+            yi = y + dtc * _combine(ks, beta)
+            ks.append(f(ti_last if alpha == 1.0 else tt + alpha * dt, yi, th))
+        y1 = yi if tab.fsal else y + dtc * _combine(ks, tab.c_sol)
         with torch.no_grad():
+            err = dtc * _combine(ks, tab.c_error)
             ratio = _rms(err / (atol + rtol * torch.maximum(y.abs(), y1.abs())))
-            ok = ratio <= 1
-            finite = torch.isfinite(ratio)
-            factor = torch.where(ratio == 0, torch.full_like(ratio, _IFACTOR),
-                                 (_SAFETY / ratio.clamp_min(1e-300) ** (1.0 / tab.order)).clamp(
-                                     max=_IFACTOR).maximum(torch.where(ok, torch.ones_like(ratio), torch.full_like(ratio, _DFACTOR))))
-            factor = torch.where(finite, factor, torch.full_like(ratio, _DFACTOR))
-            ok = ok & finite
+            ok = ratio <= 1  # False for NaN
+            # torchdiffeq's rule: factor 0.9 ratio^(-1/order) in [0.2, 10], never shrinking after an accepted step
+            factor = (_SAFETY * ratio.pow(-1.0 / tab.order)).clamp(max=_IFACTOR).maximum(
+                torch.where(ok, 1.0, _DFACTOR)).nan_to_num(nan=_DFACTOR)
             h_new = dt * factor
         steps += ok.long()
         rejected += (~ok).long()
