@@ -80,7 +80,7 @@ def solve_per_draw(vector_field, y0: Tensor, t: Tensor, options, breaks: list[fl
     y_out, handed = _explicit(field, y0b, theta_all, t, options, breaks, stats, at_start)
     if handed.numel():
         solver = MemberSolver(field, t.detach().cpu().double().numpy(), breaks, "lsoda", options.rtol, options.atol,
-                              max(options.max_num_steps, 100_000))
+                              max(options.max_num_steps, 100_000), at_start)
         try:
             y_stiff = _ScipySolve.apply(y0b[handed], theta_all[handed], solver)  # (T, h, D)
         finally:

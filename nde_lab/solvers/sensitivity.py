@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -78,8 +79,9 @@ class MemberSolver:
     """
 
     def __init__(self, field, times: np.ndarray, breaks: list[float], method: str, rtol: float, atol: float,
-                 max_num_steps: int) -> None:
+                 max_num_steps: int, at_start: bool = False) -> None:
         self.field, self.method = field, method
+        self.clip = bool(breaks) or at_start  # keep t strictly inside each piece
         self.rtol, self.atol, self.max_num_steps = rtol, atol, max_num_steps
         self.dim, self.n_params = field.dim, len(field.parameters)
         self.times = np.asarray(times, dtype=float)
@@ -112,16 +114,15 @@ class MemberSolver:
         out = np.empty(n)
         ds = out[d:].reshape(d, k) if sensitivities else None
         eye_k = np.eye(k)
-        counter = self
 
         fast = self._fast_rhs(theta) if sensitivities else None
-        if fast is not None:
+        if fast is not None and not self.clip:
+            rhs_fast = fast  # one piece and nothing at t0: no clipping, no wrapper (~10% of a solve)
+        elif fast is not None:
             def rhs_fast(t: float, x: np.ndarray) -> list[float]:
-                counter.nfe += 1
                 return fast(lo_in if t < lo_in else hi_in if t > hi_in else t, x)
 
         def rhs(t: float, x: np.ndarray) -> np.ndarray:
-            counter.nfe += 1
             tt = lo_in if t < lo_in else hi_in if t > hi_in else t
             if not sensitivities:
                 out[:] = jac(tt, x, theta)[0]
@@ -173,11 +174,17 @@ class MemberSolver:
     def _integrate(self, rhs, jacobian, x0: np.ndarray, points: np.ndarray) -> np.ndarray:
         """x at every point (len(points), n), points[0] the start."""
         if self.method == "lsoda":
-            res, info = integrate.odeint(rhs, x0, points, Dfun=jacobian, tfirst=True, rtol=self.rtol, atol=self.atol,
-                                         mxstep=self.max_num_steps, full_output=True, printmessg=False)
+            with warnings.catch_warnings():  # the failure becomes a SolverError below, not a warning
+                warnings.simplefilter("ignore", integrate.ODEintWarning)
+                res, info = integrate.odeint(rhs, x0, points, Dfun=jacobian, tfirst=True, rtol=self.rtol,
+                                             atol=self.atol, mxstep=self.max_num_steps, full_output=True)
             self.steps += int(info["nst"][-1])
+            self.nfe += int(info["nfe"][-1])
             if info["message"] != "Integration successful.":
-                raise self._fail(info["message"], float(info["tcur"][-1]) if len(info["tcur"]) else float(points[0]))
+                what = info["message"]
+                if "Excess work" in what:
+                    what = "step budget exhausted: LSODA's max_num_steps applies per output interval"
+                raise self._fail(what, float(info["tcur"][-1]) if len(info["tcur"]) else float(points[0]))
             return res
         cls = integrate.BDF if self.method == "bdf" else integrate.Radau
         solver = cls(lambda t, x: np.array(rhs(t, x)), points[0], x0, points[-1], rtol=self.rtol, atol=self.atol,
@@ -187,6 +194,7 @@ class MemberSolver:
         j, steps, sign = 1, 0, np.sign(points[-1] - points[0])
         while j < len(points):
             if steps >= self.max_num_steps:
+                self.nfe += solver.nfev
                 raise self._fail("step budget exhausted", solver.t)
             message = solver.step()
             steps += 1
@@ -199,6 +207,7 @@ class MemberSolver:
                 res[j:k] = solver.dense_output()(points[j:k]).T
                 j = k
         self.steps += steps
+        self.nfe += solver.nfev
         return res
 
     def _fail(self, what: str, t_reached: float) -> SolverError:
@@ -219,7 +228,12 @@ class _ScipySolve(torch.autograd.Function):
         thn = theta.detach().to("cpu", torch.float64).numpy()
         ys, ss = [], []
         for b in range(y0n.shape[0]):
-            y, s = solver.solve(y0n[b], thn[b], sens)
+            try:
+                y, s = solver.solve(y0n[b], thn[b], sens)
+            except SolverError as err:
+                if y0n.shape[0] == 1:
+                    raise
+                raise SolverError(f"batch member {b} of {y0n.shape[0]} (theta={thn[b].tolist()}): {err}") from None
             ys.append(y)
             ss.append(s)
         y = torch.as_tensor(np.stack(ys, axis=1), dtype=y0.dtype, device=y0.device)
@@ -231,7 +245,7 @@ class _ScipySolve(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y: Tensor):  # type: ignore[override]
         (s,) = ctx.saved_tensors  # (T, B, D, D + P)
-        g = torch.einsum("tbd,tbdk->bk", grad_y, s)
+        g = (grad_y.unsqueeze(-1) * s).sum(dim=(0, 2))  # (B, D + P); einsum costs ~0.4 ms of dispatch here
         d = ctx.dim
         return (g[:, :d] if ctx.needs_input_grad[0] else None, g[:, d:] if ctx.needs_input_grad[1] else None, None)
 
@@ -248,7 +262,7 @@ def solve_scipy(vector_field, y0: Tensor, t: Tensor, options, breaks: list[float
     y0b = y0.expand(*batch, d).reshape(n, d)
     theta = field.theta.to(y0.dtype).expand(*batch, p).reshape(n, p)
     solver = MemberSolver(field, t.detach().cpu().double().numpy(), breaks, options.method, options.rtol, options.atol,
-                          options.max_num_steps)
+                          options.max_num_steps, at_start)
     try:
         y = _ScipySolve.apply(y0b, theta, solver)
     finally:
