@@ -48,7 +48,8 @@ def step_grid(step: float, breakpoints: Sequence[float]) -> object:
 
     def construct(func: object, y0: Tensor, t: Tensor) -> Tensor:
         sign = 1.0 if float(t[-1]) > float(t[0]) else -1.0
-        edges = sorted({*t.tolist(), *breakpoints}, key=lambda x: sign * x)
+        lo, hi = sorted((float(t[0]), float(t[-1])))  # the adjoint asks for one output interval at a time
+        edges = sorted({*t.tolist(), *(b for b in breakpoints if lo < b < hi)}, key=lambda x: sign * x)
         grid: list[float] = [edges[0]]
         for a, b in itertools.pairwise(edges):
             grid += _piece(a, b, step)[1:]

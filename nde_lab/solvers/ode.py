@@ -355,7 +355,7 @@ def solve_ode(
     integrate = odeint_adjoint if options.adjoint else odeint
     kwargs: dict[str, object] = dict(rtol=options.rtol, atol=options.atol, method=options.method, options=torch_options)
     if options.adjoint:
-        kwargs["adjoint_params"] = tuple(p for p in vector_field.parameters() if p.requires_grad)
+        kwargs["adjoint_params"] = _adjoint_params(vector_field)
     try:
         try:
             y = integrate(counted, y0, t, **kwargs)
@@ -378,6 +378,16 @@ def solve_ode(
         return _failed(err, stats, t, y0, throw)
     counted.backward = True  # from here on (the adjoint's .backward()) evaluations count as backward
     return ODESolution(t=t, y=y, stats=stats)
+
+
+def _adjoint_params(vector_field: nn.Module) -> tuple[Tensor, ...]:
+    """The tensors the adjoint differentiates: the module's trainable parameters and, for a
+    MechanisticField (whose class attribute `parameters` names theta's columns), theta itself."""
+    params = [p for p in nn.Module.parameters(vector_field) if p.requires_grad]
+    theta = getattr(vector_field, "theta", None)
+    if not callable(getattr(vector_field, "parameters", None)) and isinstance(theta, Tensor) and theta.requires_grad:
+        params.append(theta)
+    return tuple(params)
 
 
 def _failed(err: SolverError, stats: SolverStats, t: Tensor, y0: Tensor, throw: bool) -> ODESolution:
