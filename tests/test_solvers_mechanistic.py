@@ -260,6 +260,21 @@ def test_per_draw_gradients_match_a_batched_solve(float64):
     assert torch.allclose(got, want, rtol=1e-6, atol=1e-9), (got, want)
 
 
+def test_per_draw_hands_over_many_stiff_draws_early(float64):
+    """5% stiff draws (more than the 1% of stragglers): handed over once half the batch is done, not after
+    their own step budget; the batch stays within its explicit steps and matches LSODA."""
+    field = _oscillator_batch(80, False)
+    theta = field.theta.clone()
+    theta[::20] = torch.tensor([1000.0, 50.0])
+    field = DampedOscillator(theta)
+    y0 = torch.tensor([1.0, 0.0]).expand(80, 2)
+    t = torch.linspace(0.0, 10.0, 6)
+    sol = solve_ode(field, y0, t, ODESolverOptions(method="dopri5", rtol=1e-6, atol=1e-8, per_draw=True))
+    assert sol.stats.members_implicit == 4 and sol.stats.steps < 300, sol.stats
+    ref = solve_ode(field, y0, t, ODESolverOptions(method="lsoda", rtol=1e-9, atol=1e-11))
+    assert torch.allclose(sol.y, ref.y, atol=1e-5)
+
+
 def test_explicit_method_on_a_stiff_problem_names_the_fix(float64):
     """dopri5 on the stiff draw: the budget error says the problem looks stiff and names bdf/lsoda and
     per_draw. A blow-up (y' = y^2) also exhausts the budget but is not called stiff."""

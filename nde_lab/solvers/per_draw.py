@@ -9,10 +9,11 @@ member lands exactly on every output time and breakpoint (no interpolation; afte
 field is evaluated just to its right). Members that finish drop out of the batch (the arrays are
 compacted), so the work of a step is the work of the members still running.
 
-The stragglers: once all but a few members are done (`STRAGGLERS`), the rest may run for as many
-more steps as the bulk took; one whose current step would need more than that to reach the end (a
-stiff draw, its step held down by stability), or who exceeds `max_num_steps` steps of its own, is
-finished by LSODA with forward sensitivities (`sensitivity.py`, exact gradients).
+The stragglers: once half the batch is done, a member whose current step would need more than
+`HANDOFF_FACTOR` times the steps the first half took to reach the end (a stiff draw, its step held
+down by stability) is handed over; once all but a few members are done (`STRAGGLERS`), the rest may
+run for as many more steps as the bulk took, and one whose step would need more is handed over.
+Those, and any member that exceeds `max_num_steps` steps of its own, are finished by LSODA with forward sensitivities (`sensitivity.py`, exact gradients).
 So a stiff draw costs about twice the bulk's steps plus its own implicit solve, never the batch's
 budget. torchode (Lienen & Guennemann 2022) does the per-member stepping too, but steps every member
 until the last one is done and has no implicit fallback; the loop here is ~150 lines of torch.
@@ -29,10 +30,13 @@ from torchdiffeq._impl.odeint import SOLVERS
 from nde_lab.errors import SolverError
 from nde_lab.solvers.sensitivity import MemberSolver, _ScipySolve, as_mechanistic
 
-__all__ = ["STRAGGLERS", "solve_per_draw"]
+__all__ = ["HANDOFF_FACTOR", "STRAGGLERS", "solve_per_draw"]
 
 #: the batch is "done but for stragglers" when at most this fraction (and at least one member) still runs
 STRAGGLERS = 0.01
+#: before that, once half the batch is done, a member whose current step needs more than this many times
+#: the steps the first half took to reach the end is handed over
+HANDOFF_FACTOR = 4
 _SAFETY, _IFACTOR, _DFACTOR = 0.9, 10.0, 0.2
 
 
@@ -121,7 +125,7 @@ def _explicit(field, y0: Tensor, theta: Tensor, t: Tensor, options, breaks: list
     values, positions = [y0], [idx.clone()]  # output index 0 is y0
     handed: list[Tensor] = []
     threshold = max(1, int(STRAGGLERS * n_all))
-    bulk_iters, it = None, 0
+    bulk_iters, half_iters, it = None, None, 0
     while idx.numel():
         it += 1
         stop = stops[nxt]
@@ -167,13 +171,18 @@ def _explicit(field, y0: Tensor, theta: Tensor, t: Tensor, options, breaks: list
             f0 = torch.where(on_break.unsqueeze(-1), f(torch.nextafter(tt, tt + 1), y, th), f0)
         done = nxt >= n_stops
         running = int((~done).sum())
+        if half_iters is None and 2 * running <= n_all:
+            half_iters = it
         if bulk_iters is None and running <= threshold and running < n_all:
             bulk_iters = it
         over = (steps + rejected >= options.max_num_steps) | (~torch.isfinite(y).all(dim=-1))
         if bulk_iters is not None and running:
             # a straggler whose step would need more than the bulk's steps again is handed over now
-            left = 2 * bulk_iters - it
-            over = over | ((t_end - tt) > left * h)
+            over = over | ((t_end - tt) > (2 * bulk_iters - it) * h)
+        elif half_iters is not None and running:
+            # many stiff draws: once half the batch is done, one whose step would need more than 4x the
+            # steps the first half took is handed over too (its step is held down by stability)
+            over = over | ((t_end - tt) > HANDOFF_FACTOR * half_iters * h)
         over = over & ~done
         if bool(over.any()):
             handed.append(idx[over])
