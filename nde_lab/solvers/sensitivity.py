@@ -236,9 +236,9 @@ class _ScipySolve(torch.autograd.Function):
                 raise SolverError(f"batch member {b} of {y0n.shape[0]} (theta={thn[b].tolist()}): {err}") from None
             ys.append(y)
             ss.append(s)
-        y = torch.as_tensor(np.stack(ys, axis=1), dtype=y0.dtype, device=y0.device)
+        y = torch.from_numpy(np.stack(ys, axis=1)).to(dtype=y0.dtype, device=y0.device)
         if sens:
-            ctx.save_for_backward(torch.as_tensor(np.stack(ss, axis=1), dtype=y0.dtype, device=y0.device))
+            ctx.save_for_backward(torch.from_numpy(np.stack(ss, axis=1)).to(dtype=y0.dtype, device=y0.device))
         ctx.dim = y0.shape[-1]
         return y
 
