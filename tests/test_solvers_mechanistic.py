@@ -312,7 +312,7 @@ def test_scipy_and_per_draw_need_a_mechanistic_field(float64):
     assert sol.stats.status == "failed" and "budget" in sol.stats.message and torch.isnan(sol.y).all()
 
 
-@pytest.mark.slow  # the first torch.compile costs 30-100 s on two shared CPU cores
+@pytest.mark.slow  # the first torch.compile costs ~20 s (up to 100 s on two loaded CPU cores)
 def test_compile_option_gives_the_same_values(float64):
     torch.manual_seed(0)
     field = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))
