@@ -70,8 +70,8 @@ def lab_row(extra: list[str] | None = None) -> dict:
         run = nde_lab.open_run(run_dir)
         post = run.posterior
         ess, rhat = _ess_rhat(post)
-        stats = run.tree["sample_stats"].to_dataset()
-        attrs = post.attrs
+        stats = run.tree["sample_stats"].to_dataset().load()  # read before the store is deleted
+        attrs = dict(post.attrs)
     grads = int(stats["n_steps"].sum())  # leapfrog steps after warm-up, as NumPyro's num_steps
     return {"sampler": "nde-lab NUTSTask (Pyro NUTS, scipy LSODA sensitivities, 2 processes)", "wall_s": wall,
             "cpu_s": cpu,

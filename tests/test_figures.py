@@ -18,7 +18,7 @@ from figures_check import FIGURES, check_figures, load, prediction_interval, ren
 
 #: README recipe-table rows with no figure of their own, and why
 NO_FIGURES = {
-    "lotka_volterra_nuts": "hours per fit; it is the reference the fast posterior is tested against",
+    "lotka_volterra_nuts": "exact NUTS, minutes per fit (docs/benchmarks.md, bench_nuts); the fast posterior is tested against its long reference",
     "sbc_linear_regression": "its figure is a test outcome (p > 0.01), asserted by tests/test_sbc.py",
 }
 

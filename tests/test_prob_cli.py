@@ -92,7 +92,8 @@ def test_lotka_volterra_fast_recipe(tmp_path):
 def test_lotka_volterra_nuts_recipe(tmp_path):
     proc = _fit("lotka_volterra_nuts.yaml", tmp_path, "--model.init_args.num_chains", "1", "--model.init_args.warmup", "2",
                 "--model.init_args.draws", "4", "--model.init_args.max_tree_depth", "2",
-                "--model.init_args.progress", "false")
+                "--model.init_args.progress", "false", "--model.init_args.init", "prior",
+                "--model.init_args.full_mass", "false", "--model.init_args.chain_processes", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = _only_run(tmp_path, "lotka_volterra_nuts")
     _check_layout(run, ["alpha", "beta", "gamma", "delta", "z_init", "sigma"])

@@ -91,8 +91,7 @@ def test_lotka_volterra_nuts_recipe_short_agrees_with_reference(tmp_path):
     means within 4 combined MC standard errors of the long reference; chains ran in parallel processes."""
     cmd = [sys.executable, "-m", "nde_lab.cli", "fit", "--config", str(ROOT / "recipes" / "lotka_volterra_nuts.yaml"),
            "--store", str(tmp_path), "--model.init_args.num_chains", "2", "--model.init_args.warmup", "100",
-           "--model.init_args.draws", "100", "--model.init_args.chain_processes", "2",
-           "--model.init_args.laplace_screen", "128", "--model.init_args.laplace_steps", "60"]
+           "--model.init_args.draws", "100", "--model.init_args.chain_processes", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

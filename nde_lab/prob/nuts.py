@@ -20,6 +20,7 @@ import math
 import multiprocessing as mp
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,13 +66,23 @@ class FlatPotential:
         obs = prog.observation_dist(params).log_prob(prog.observed)
         return lp + obs.reshape(n, -1).sum(-1)
 
+    def finite_log_density(self, u: Tensor) -> Tensor | None:
+        """log_density(u)[0] for one point u (1, P), or None where it is not finite: a parameter that
+        overflows its support (exp(u) = inf) or a solve that fails (a far-out proposal)."""
+        with torch.no_grad():
+            params, _ = self.unc.to_params(u.detach())
+        if not all(bool(torch.isfinite(v).all()) for v in params.values()):
+            return None
+        try:
+            lp = self.log_density(u)[0]
+        except SolverError:
+            return None
+        return lp if bool(torch.isfinite(lp)) else None
+
     def __call__(self, z: dict[str, Tensor]) -> Tensor:
         self.n_evals += 1
         u = z["u"]
-        try:
-            lp = self.log_density(u.unsqueeze(0))[0]
-        except SolverError:  # a far-out proposal the solver cannot integrate: rejected
-            lp = None
+        lp = self.finite_log_density(u.unsqueeze(0))
         if lp is None or not bool(torch.isfinite(lp)):
             return u.sum() * 0.0 + math.inf  # keeps a graph: zero gradient, NUTS marks it divergent
         return -lp
@@ -160,13 +171,17 @@ def run_nuts_parallel(program: ProbProgram, *, num_chains: int, warmup: int, dra
         starts, inverse_mass = np.repeat(u0[None], num_chains, axis=0), None
     else:
         starts, inverse_mass = initial_points(np.asarray(u_map, float), np.asarray(cov, float), num_chains, seed, jitter), cov
+        potential = FlatPotential(program)
+        for c in range(num_chains):  # a start with no finite density (a poor Laplace fit): move it to the MAP
+            if potential.finite_log_density(torch.as_tensor(starts[c:c + 1], dtype=torch.get_default_dtype())) is None:
+                starts[c] = np.asarray(u_map, float)
     specs = [ChainSpec(program, c, seed, warmup, draws, starts[c], None if inverse_mass is None else np.asarray(inverse_mass),
                        target_accept, max_tree_depth, full_mass, dtype) for c in range(num_chains)]
     start = time.perf_counter()
     workers = max(1, min(workers, num_chains))
-    if workers > 1:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            results = pool.map(run_chain, specs, chunksize=1)
+    if workers > 1:  # an executor, not a Pool: a worker that dies raises BrokenProcessPool instead of hanging
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            results = list(pool.map(run_chain, specs))
     else:
         results = [run_chain(s) for s in specs]
     seconds = time.perf_counter() - start
