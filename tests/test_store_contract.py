@@ -20,6 +20,7 @@ import nde_lab
 from nde_lab.errors import RunConflictError, RunDamagedError, RunNotReadyError, StoreError
 from nde_lab.store import RunWriter, list_runs, run_state, validate_name
 from nde_lab.store.schema import chunks_for
+from tests.store_race import race
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,28 +200,11 @@ def test_groups_open_lazily_with_dask_in_stored_chunks(tmp_path):
 
 
 def test_four_writers_on_one_name_one_wins_different_names_all_complete(tmp_path):
-    script = (
-        "import sys, time; from nde_lab.store import RunWriter; from nde_lab.errors import RunConflictError\n"
-        "import xarray as xr\n"
-        "name = sys.argv[2]\n"
-        "time.sleep(max(0.0, float(sys.argv[3]) - time.time()))\n"
-        "try:\n"
-        "    w = RunWriter(sys.argv[1], 'exp', name); w.begin(recipe_yaml='', seed=0)\n"
-        "    w.complete({'metrics': xr.Dataset({'loss': ('epoch', [1.0])})})\n"
-        "    print('WON')\n"
-        "except RunConflictError as err:\n"
-        "    print('CONFLICT', err)\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    start = time.time() + 6.0
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), name, str(start)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in ["same"] * 4 + ["d1", "d2"]]
-    outs = [p.communicate(timeout=120) for p in procs]
-    same = [o for o, _ in outs[:4]]
+    outs = race(tmp_path, ["same"] * 4 + ["d1", "d2"])
+    same = outs[:4]
     assert sum("WON" in o for o in same) == 1, outs
     assert all("CONFLICT" in o and "same" in o for o in same if "WON" not in o), outs
-    assert all("WON" in o for o, _ in outs[4:]), outs
+    assert all("WON" in o for o in outs[4:]), outs
     table = list_runs(tmp_path)
     assert sorted(table["run_id"]) == ["d1", "d2", "same"] and set(table["status"]) == {"complete"}
 

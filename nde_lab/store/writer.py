@@ -6,6 +6,7 @@ Life of a run (docs/architecture.md, "The run store"):
 2. `complete`/`fail`: write `run.zarr` (every group, root attrs with the final status), then
    `manifest.json` (sizes and SHA-256 of every file) last, then publish: locally one rename of the
    hidden directory to `<run_id>`; on an object store, upload every file, the manifest last.
+On an object store the claim in 1. is the lock itself, created by a conditional PUT (`If-None-Match: *`).
 A run killed at any instant is absent, `running`/`dead` (a `.partial` with a lock), or settled.
 """
 
@@ -159,16 +160,32 @@ class RunWriter:
             if self.final.exists():
                 shutil.rmtree(self.work_dir)
                 raise RunConflictError(f"run {self.final.url} already exists.")
+            (self.partial / LOCK).write_json(record)
         else:
+            try:
+                self._claim_remote(record)
+            except RunConflictError:
+                shutil.rmtree(self.work_dir.parent, ignore_errors=True)
+                raise
             self.work_dir.mkdir(parents=True)
-        lock = self.partial / LOCK
-        lock.write_json(record)
-        # object stores: the last PUT wins; a writer that reads back another token lost the race
-        if not self.location.is_local and lock.read_json().get("token") != self.token:
-            raise RunConflictError(f"run {self.final.url} is being written by another writer.")
-        self._heartbeat = Heartbeat(lock, record).start()
+        self._heartbeat = Heartbeat(self.partial / LOCK, record).start()
         self.checkpoint_dir.mkdir()
         (self.work_dir / CONFIG_FILE).write_text(recipe_yaml)
+
+    def _claim_remote(self, record: dict[str, Any]) -> None:
+        """Object stores: create the lock by a conditional PUT (`If-None-Match: *`), so of concurrent
+        writers of one name exactly one gets it; the winner then re-checks that the run was not
+        published meanwhile (a finished writer removes its lock after uploading the run)."""
+        lock = self.partial / LOCK
+        try:
+            lock.create_json(record)
+        except FileExistsError as err:
+            raise RunConflictError(f"run {self.final.url} is being written by another writer.") from err
+        if lock.read_json().get("token") != self.token:  # a server whose conditional PUT is not atomic
+            raise RunConflictError(f"run {self.final.url} is being written by another writer.")
+        if self.final.exists():
+            lock.remove()
+            raise RunConflictError(f"run {self.final.url} already exists.")
 
     def complete(self, groups: dict[str, xr.Dataset], attrs: dict[str, Any] | None = None) -> Path | Location:
         """Write every group with status `complete`, commit the manifest, publish the run."""
