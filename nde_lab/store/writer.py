@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from nde_lab.store.lock import LOCK, Heartbeat, lock_record
 from nde_lab.store.manifest import MANIFEST, build_manifest
 from nde_lab.store.schema import encode_group
 
-__all__ = ["RunWriter", "upload", "write_tree"]
+__all__ = ["RunWriter", "upload", "write_tree", "writing"]
 
 
 def write_tree(groups: dict[str, xr.Dataset], path: Path | str | Any, attrs: dict[str, Any]) -> None:
@@ -50,9 +51,21 @@ def write_tree(groups: dict[str, xr.Dataset], path: Path | str | Any, attrs: dic
     plain `xr.open_datatree`; the lab's reader reads each committed group's own metadata).
     """
     tree, encoding = _prepare(groups, attrs)
-    with warnings.catch_warnings():
+    with writing():
+        tree.to_zarr(path, mode="w", zarr_format=3, consolidated=True, encoding=encoding, write_empty_chunks=True)
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """The settings of every write of run data: dask's local threads (never a distributed client
+    the caller may have open: the chunks are written from this process) and no warning about
+    consolidated metadata. Every chunk is stored, even one of fill values (`write_empty_chunks`):
+    a chunk missing from a run is always damage, and Zarr skips its scan for empty chunks."""
+    import dask
+
+    with warnings.catch_warnings(), dask.config.set(scheduler="threads"):
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        tree.to_zarr(path, mode="w", zarr_format=3, consolidated=True, encoding=encoding)
+        yield
 
 
 def _prepare(groups: dict[str, xr.Dataset], attrs: dict[str, Any]) -> tuple[xr.DataTree, dict[str, Any]]:
