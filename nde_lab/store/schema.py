@@ -8,7 +8,9 @@ Tasks produce groups with these names from `run_outputs` and read them back thro
 
 from __future__ import annotations
 
+import itertools
 import math
+import uuid
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -24,6 +26,7 @@ __all__ = [
     "chunks_for",
     "compressors",
     "encode_group",
+    "in_chunks",
     "observed_dataset",
     "split_constant_data",
 ]
@@ -133,8 +136,26 @@ def encode_group(name: str, dataset: xr.Dataset) -> tuple[xr.Dataset, dict[str, 
             chunks = chunks_for(tuple(map(str, var.dims)), var.shape, var.dtype.itemsize)
             encoding[str(var_name)] = {"chunks": chunks, "compressors": compressors()}
             if var_name in dataset.data_vars and chunks != var.shape:
-                aligned[var_name] = var.chunk(dict(zip(var.dims, chunks, strict=True)))
+                aligned[var_name] = in_chunks(var, chunks)
     return dataset.assign(aligned), encoding
+
+
+def in_chunks(var: xr.Variable, chunks: tuple[int, ...]) -> xr.Variable:
+    """`var` as a dask array in exactly `chunks`. In-memory data becomes views of itself: neither
+    copied nor hashed, which `Variable.chunk` (dask's `from_array`) would do to the whole array."""
+    import dask.array
+
+    if isinstance(var.data, dask.array.Array):
+        return var.chunk(dict(zip(var.dims, chunks, strict=True)))
+    values = np.asarray(var.values)
+    name = f"nde-lab-{uuid.uuid4().hex}"
+    starts = [range(0, size, step) for size, step in zip(values.shape, chunks, strict=True)]
+    graph = {(name, *(o // c for o, c in zip(origin, chunks, strict=True))):
+             values[tuple(slice(o, o + c) for o, c in zip(origin, chunks, strict=True))]
+             for origin in itertools.product(*starts)}
+    blocks = tuple(tuple(min(c, size - o) for o in range(0, size, c)) for size, c in zip(values.shape, chunks, strict=True))
+    return var.copy(deep=False, data=dask.array.Array(graph, name, blocks, dtype=values.dtype,
+                                                      meta=np.empty((0,) * values.ndim, values.dtype)))
 
 
 def observed_dataset(y: np.ndarray, times: np.ndarray, states: list[str], *, time_units: str = "",
