@@ -40,7 +40,10 @@ from nde_lab.store.lock import LOCK, Heartbeat, lock_record
 from nde_lab.store.manifest import MANIFEST, build_manifest
 from nde_lab.store.schema import encode_group
 
-__all__ = ["RunWriter", "upload", "write_tree", "writing"]
+__all__ = ["UPLOAD_BATCH", "RunWriter", "upload", "write_tree", "writing"]
+
+#: files uploaded concurrently to an object store
+UPLOAD_BATCH = 16
 
 
 def write_tree(groups: dict[str, xr.Dataset], path: Path | str | Any, attrs: dict[str, Any]) -> None:
@@ -82,15 +85,16 @@ def _prepare(groups: dict[str, xr.Dataset], attrs: dict[str, Any]) -> tuple[xr.D
 
 
 def upload(local: Path, remote: Location, *, manifest_last: bool = True) -> None:
-    """Copy the local directory `local` to `remote` file by file, `manifest.json` last."""
+    """Copy the local directory `local` to `remote` (object stores: `UPLOAD_BATCH` files at a time),
+    `manifest.json` last, once everything else is there."""
     fs = remote.fs
     manifest = local / MANIFEST
-    for folder, _, names in os.walk(local):
-        for name in names:
-            path = Path(folder) / name
-            if path == manifest or name == LOCK:
-                continue
-            fs.put_file(str(path), (remote / path.relative_to(local).as_posix()).path)
+    sources = [Path(folder) / name for folder, _, names in os.walk(local) for name in names
+               if name != LOCK and Path(folder) / name != manifest]
+    if sources:
+        targets = [(remote / path.relative_to(local).as_posix()).path for path in sources]
+        batch = {"batch_size": UPLOAD_BATCH} if getattr(fs, "async_impl", False) else {}
+        fs.put([str(path) for path in sources], targets, **batch)
     if manifest_last and manifest.exists():
         fs.put_file(str(manifest), (remote / MANIFEST).path)
 
