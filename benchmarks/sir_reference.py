@@ -45,7 +45,7 @@ from benchmarks.reference_common import (
     write_record,
 )
 
-__all__ = ["DERIVED", "LABELS", "OUT", "PROBS", "OutbreakPosterior", "derived", "run_chain", "summarise"]
+__all__ = ["DERIVED", "DRAWS", "LABELS", "OUT", "PROBS", "OutbreakPosterior", "derived", "run_chain", "summarise"]
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "reference" / "sir_boarding_school_nuts.json"
