@@ -9,6 +9,7 @@ a field offers it, the analytic `jacobians` fast path).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal
@@ -50,25 +51,44 @@ class Input:
         if kind not in ("step", "linear"):
             raise ValueError(f"an input's kind must be 'step' or 'linear', got {kind!r}.")
         self.times, self.values, self.kind = t, v, kind
+        self._time_list, self._value_list = t.tolist(), v.tolist()
+        self._tensors: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     @property
     def breakpoints(self) -> list[float]:
         return self.times.tolist()
 
-    def __call__(self, t: Tensor) -> Tensor:
-        """u(t) for t of any shape (same shape out, t's dtype)."""
-        times = torch.as_tensor(self.times, dtype=t.dtype, device=t.device)
-        values = torch.as_tensor(self.values, dtype=t.dtype, device=t.device)
+    def __call__(self, t: Tensor) -> Tensor | float:
+        """u(t): a float for a scalar t (the common case: cheap, and no gradient flows through t), else a
+        tensor of t's shape and dtype (per-draw solves step every member at its own time)."""
+        if t.ndim == 0:
+            return self._at(float(t))
+        key = (t.dtype, t.device)
+        if key not in self._tensors:
+            self._tensors[key] = (torch.as_tensor(self.times, dtype=t.dtype, device=t.device),
+                                  torch.as_tensor(self.values, dtype=t.dtype, device=t.device))
+        times, values = self._tensors[key]
         if self.kind == "step":
             k = torch.searchsorted(times, t.detach().contiguous(), right=True)  # number of change times <= t
-            padded = torch.cat([values.new_zeros(1), values])
-            return padded[k]
+            return torch.cat([values.new_zeros(1), values])[k]
         if times.numel() == 1:
             return values[0].expand(t.shape)
         k = torch.searchsorted(times, t.detach().contiguous(), right=True).clamp(1, times.numel() - 1)
         t0, t1, v0, v1 = times[k - 1], times[k], values[k - 1], values[k]
         w = ((t - t0) / (t1 - t0)).clamp(0.0, 1.0)
         return v0 + w * (v1 - v0)
+
+    def _at(self, t: float) -> float:
+        k = bisect.bisect_right(self._time_list, t)
+        if self.kind == "step":
+            return 0.0 if k == 0 else self._value_list[k - 1]
+        if k == 0 or len(self._time_list) == 1:
+            return self._value_list[0]
+        if k == len(self._time_list):
+            return self._value_list[-1]
+        t0, t1 = self._time_list[k - 1], self._time_list[k]
+        v0, v1 = self._value_list[k - 1], self._value_list[k]
+        return v0 + (t - t0) / (t1 - t0) * (v1 - v0)
 
 
 class MechanisticField(VectorField):
