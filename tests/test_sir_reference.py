@@ -4,6 +4,8 @@ compares a posterior with it (tests/reference_check.py)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,8 +13,15 @@ import arviz as az
 import numpy as np
 import pytest
 import torch
+import yaml
 from scipy import stats
 from torchdiffeq import odeint
+
+import nde_lab
+from nde_lab.data import load_boarding_school
+from nde_lab.prob import Likelihood, ODEProgram, Prior, SeriesData
+from nde_lab.prob.diagnostics import resampled_ess
+from nde_lab.prob.fast import Unconstrained
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,6 +38,7 @@ from benchmarks.sir_reference import (  # noqa: E402
 )
 
 REFERENCE = json.loads(OUT.read_text())
+RECIPE = ROOT / "recipes" / "sir_boarding_school.yaml"
 IN_BED = [3, 8, 26, 76, 225, 298, 258, 233, 189, 128, 68, 29, 14, 4]
 
 
@@ -109,6 +119,56 @@ def test_labs_sir_field_gives_the_reference_trajectory(float64):
     np.testing.assert_allclose(z[1:, 1].numpy(), np.exp(log_i_ref), rtol=1e-7)
     np.testing.assert_allclose(z[1:, 0].numpy(), s_ref, rtol=1e-7)
     np.testing.assert_allclose(z.sum(-1).numpy(), 763.0, rtol=1e-10)
+
+
+def _lab_program(**solver) -> ODEProgram:
+    """The recipe's program (priors, likelihood, model) with the solver options replaced by `solver`."""
+    cfg = dict(yaml.safe_load(RECIPE.read_text())["model"]["init_args"]["program"]["init_args"])
+    cfg.update(solver)
+    cfg["priors"] = {k: Prior(**v) for k, v in cfg["priors"].items()}
+    cfg["likelihood"] = Likelihood(**cfg["likelihood"])
+    prog = ODEProgram(**cfg)
+    s = load_boarding_school()
+    prog.bind(SeriesData(times=s.times, values=s.values, state_names=list(s.state_names)))
+    return prog
+
+
+def test_recipe_density_equals_the_reference(float64):
+    """The recipe's ODEProgram on its unconstrained coordinates = the independent reference density (value and
+    gradient, dopri5 at tight tolerances); the recipe's rk4 (step 0.1) moves log p by < 1e-3 there."""
+    ref = OutbreakPosterior.boarding_school()
+    u = np.concatenate([_points(4, 1.0), _points(2, 4.0)])
+    tight = Unconstrained(_lab_program(method="dopri5", step_size=None, rtol=1e-10, atol=1e-10))
+    order = [LABELS.index(n) for n in tight.names]  # the lab's coordinate order, e.g. (beta, gamma, phi)
+    assert sorted(tight.names) == sorted(LABELS)
+    ours = np.array([ref.log_density(x)[0] for x in u])
+    ours_grad = np.stack([ref.log_density(x)[1][order] for x in u])
+    ut = torch.as_tensor(u[:, order]).requires_grad_(True)
+    lab = tight.log_density(ut)
+    (lab_grad,) = torch.autograd.grad(lab.sum(), ut)
+    np.testing.assert_allclose(lab.detach().numpy(), ours, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(lab_grad.numpy(), ours_grad, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        rk4 = Unconstrained(_lab_program()).log_density(torch.as_tensor(u[:, order])).numpy()
+    assert np.abs(rk4 - ours).max() < 1e-3
+
+
+@pytest.mark.slow
+def test_outbreak_recipe_matches_the_long_nuts_reference(tmp_path):
+    """recipes/sir_boarding_school.yaml (fast posterior) end to end: mean, sd, 5% and 95% quantile of beta,
+    gamma, phi, R0 and the recovery time within 4 combined Monte Carlo errors of the reference."""
+    cmd = [sys.executable, "-m", "nde_lab", "fit", "--config", str(RECIPE), "--store", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "sir_boarding_school").iterdir()
+    run = nde_lab.open_run(run_dir)
+    post = run.posterior
+    attrs = dict(post.attrs)
+    assert attrs["pareto_k"] < attrs["pareto_k_threshold"] and attrs["tail_check"] == "passed"
+    theta = np.stack([post[k].transpose("chain", "draw").values for k in LABELS], axis=-1)
+    ess = resampled_ess(attrs["ess_importance"], post.sizes["chain"] * post.sizes["draw"])
+    assert compare_to_reference(_draws(theta), ess, OUT) == []
 
 
 def _draws(theta: np.ndarray) -> dict[str, np.ndarray]:
