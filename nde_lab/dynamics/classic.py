@@ -13,7 +13,8 @@ Rates are per unit of the series' time; populations in the data's units.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import numpy as np
@@ -91,6 +92,33 @@ class LotkaVolterra(_Classic):
         jy = np.array([[a - b * v, -b * u], [d * v, -c + d * u]])
         jp = np.array([[u, -u * v, 0.0, 0.0], [0.0, 0.0, -v, u * v]])
         return f, jy, jp
+
+    def sensitivity_rhs(self, theta: np.ndarray) -> Callable[[float, np.ndarray], list[float]]:
+        """The forward-sensitivity system in pure Python (the scipy solvers' fast path): (t, x) -> dx/dt for
+        x = [y (2), S (2, 6) row-major], S = dy/d(y0[0], y0[1], alpha, beta, gamma, delta)."""
+        a, b, c, d = (float(v) for v in theta)
+        cap, exp = self.log_cap, math.exp
+        if self.coordinates == "log":
+            def rhs_log(t: float, x: np.ndarray) -> list[float]:
+                lu, lv, s00, s01, s02, s03, s04, s05, s10, s11, s12, s13, s14, s15 = x.tolist()
+                u, v = exp(min(lu, cap)), exp(min(lv, cap))
+                bv, du = b * v, d * u  # J = [[0, -b v], [d u, 0]]; J_theta = [[1, -v, 0, 0], [0, 0, -1, u]]
+                return [a - bv, -c + du,
+                        -bv * s10, -bv * s11, 1.0 - bv * s12, -v - bv * s13, -bv * s14, -bv * s15,
+                        du * s00, du * s01, du * s02, du * s03, du * s04 - 1.0, du * s05 + u]
+            return rhs_log
+
+        def rhs(t: float, x: np.ndarray) -> list[float]:
+            u, v, *s = x.tolist()
+            j00, j01, j10, j11 = a - b * v, -b * u, d * v, -c + d * u
+            row0 = [j00 * s0 + j01 * s1 for s0, s1 in zip(s[:6], s[6:], strict=True)]
+            row1 = [j10 * s0 + j11 * s1 for s0, s1 in zip(s[:6], s[6:], strict=True)]
+            row0[2] += u
+            row0[3] -= u * v
+            row1[4] -= v
+            row1[5] += u * v
+            return [j00 * u, j11 * v, *row0, *row1]
+        return rhs
 
 
 class LogisticGrowth(_Classic):

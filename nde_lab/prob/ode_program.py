@@ -82,7 +82,10 @@ class ODEProgram(SeriesProgram):
             is observed as it is (the data has D columns, in state order).
 
     Other arguments:
-        method, step_size, rtol, atol, max_num_steps: the solve (`nde_lab.solvers.solve_ode`).
+        method, step_size, rtol, atol, max_num_steps, per_draw, breakpoints, compile: the solve
+            (`nde_lab.solvers.ODESolverOptions`): e.g. `method: lsoda` (scipy, forward sensitivities; stiff
+            models, cheap exact gradients for NUTS), `per_draw: true` (each draw its own adaptive step, stiff
+            draws handed to LSODA); the field's input change times are always breakpoints.
         coordinates: "log" integrates log-states (positive models only; stays positive under any step);
             "natural" the states themselves. Default: "log" for models declared positive.
     """
@@ -103,6 +106,9 @@ class ODEProgram(SeriesProgram):
         rtol: float = 1e-6,
         atol: float = 1e-8,
         max_num_steps: int = 10_000,
+        per_draw: bool = False,
+        breakpoints: list[float] | None = None,
+        compile: bool = False,
         coordinates: Literal["natural", "log"] | None = None,
     ) -> None:
         self.dynamics = dynamics
@@ -123,7 +129,8 @@ class ODEProgram(SeriesProgram):
         self.initial_state = self._check_initial(initial_state)
         self.observation = ObservationModel(observation, self.states)
         self.solver = ODESolverOptions(method=method, step_size=step_size, rtol=rtol, atol=atol,
-                                       max_num_steps=max_num_steps)
+                                       max_num_steps=max_num_steps, per_draw=per_draw, breakpoints=breakpoints,
+                                       compile=compile)
         needed = [p for p in fc.parameters if p not in self.constants] + self._initial_parameters()
         needed += [s for s in self.observation.scale_parameters if s not in needed]
         super().__init__(priors=priors, likelihood=likelihood, required=needed)
