@@ -26,7 +26,7 @@ def _peak_mb() -> float:
 
 
 def _solve_grad(n: int | None) -> float:
-    from nde_lab.dynamics.mechanistic import LotkaVolterra
+    from nde_lab.dynamics.classic import LotkaVolterra
     from nde_lab.solvers.ode import ODESolverOptions, solve_ode
 
     shape = () if n is None else (n,)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-MODULES = ["bench_node", "bench_sde", "bench_prob", "bench_flows", "bench_store", "bench_startup"]
+MODULES = ["bench_node", "bench_sde", "bench_prob", "bench_flows", "bench_store", "bench_startup", "bench_solvers"]
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 

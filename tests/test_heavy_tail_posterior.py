@@ -179,7 +179,7 @@ def test_cut_tails_stored_without_the_checks_are_caught(tmp_path):
 def test_logistic_program_and_fallback_options_are_validated():
     from nde_lab.errors import DataError, RecipeError
 
-    with pytest.raises(RecipeError, match=r"initial_state: the logistic model has 1 state\(s\)"):
+    with pytest.raises(RecipeError, match=r"initial_state: LogisticGrowth has 1 state\(s\) \[.y.\]"):
         _program(initial_state=[1.0, 2.0])
     prog = _program()
     with pytest.raises(DataError, match=r"observes 1 state, .*shape \(T, 1\)"):

@@ -13,7 +13,7 @@ from nde_lab.dynamics.linear import LinearVectorField
 from nde_lab.errors import SolverError
 from nde_lab.solvers.ode import ODE_METHODS, ODESolverOptions, solve_ode
 
-ADAPTIVE = [m for m, info in ODE_METHODS.items() if info.adaptive]
+ADAPTIVE = [m for m, info in ODE_METHODS.items() if info.adaptive and not info.implicit]  # torchdiffeq (scipy: test_solvers_mechanistic)
 FIXED = {"euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from nde_lab.dynamics.mechanistic import LotkaVolterra
+from nde_lab.dynamics.classic import LotkaVolterra
 from nde_lab.prob import Likelihood, ODEProgram, Prior, SeriesData
 from nde_lab.prob.fast import StudentTProposal, laplace_start
 from nde_lab.prob.inference import importance_resample

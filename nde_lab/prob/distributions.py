@@ -15,7 +15,7 @@ from torch import Tensor
 
 from nde_lab.errors import RecipeError
 
-__all__ = ["Prior", "Truncated", "distribution_names", "make_distribution", "parse_priors"]
+__all__ = ["Prior", "Truncated", "check_positive_prior", "distribution_names", "make_distribution", "parse_priors"]
 
 _NO_SHAPE = torch.Size()
 
@@ -43,28 +43,69 @@ def _family(name: str, *, key: str) -> type:
     return getattr(dist, name)
 
 
+def _has_cdf(base: dist.TorchDistribution) -> bool:
+    probe = torch.zeros(base.batch_shape, dtype=torch.get_default_dtype())
+    try:
+        base.cdf(probe.clamp_min(1e-3) if base.support is not constraints.real else probe)
+        base.icdf(torch.full_like(probe, 0.5))
+    except NotImplementedError:
+        return False
+    return True
+
+
 class Truncated(dist.TorchDistribution):
     """`base` restricted to [low, high] and renormalised: log p(x) = log p_base(x) - log(F(high) - F(low)).
 
-    Needs a scalar-event base with `cdf` and `icdf` (Normal, Cauchy, Laplace, Exponential, Uniform...).
-    Sampling is by inversion, so it is reparameterised when the base's `icdf` is differentiable.
+    Any scalar-event continuous base. With torch's `cdf` and `icdf` (Normal, Cauchy, Laplace, Exponential,
+    LogNormal, HalfNormal, Uniform...) the mass is exact and sampling is by inversion (reparameterised).
+    Without them (Gamma, Beta, StudentT, InverseGamma...) the mass F(high) - F(low) is integrated once by
+    `scipy.integrate.quad` (a prior's arguments are fixed numbers) and sampling is by rejection from the base.
     """
 
     arg_constraints: dict = {}
     has_rsample = True
+    #: below this kept mass rejection sampling would stall: the recipe's bounds are refused instead
+    MIN_MASS = 1e-6
 
     def __init__(self, base: dist.TorchDistribution, low: float | None = None, high: float | None = None,
-                 validate_args: bool | None = None) -> None:
+                 validate_args: bool | None = None, *, _log_mass: Tensor | None = None) -> None:
         self.base = base
         self.low = -math.inf if low is None else float(low)
         self.high = math.inf if high is None else float(high)
         like = base.mean if base.batch_shape else torch.zeros(())
-        lo = torch.as_tensor(self.low, dtype=like.dtype)
-        hi = torch.as_tensor(self.high, dtype=like.dtype)
-        self._cdf_low = base.cdf(lo) if math.isfinite(self.low) else torch.zeros_like(like)
-        self._cdf_high = base.cdf(hi) if math.isfinite(self.high) else torch.ones_like(like)
-        self._log_mass = torch.log(self._cdf_high - self._cdf_low)
+        self.by_inversion = _has_cdf(base)
+        if self.by_inversion:
+            lo = torch.as_tensor(self.low, dtype=like.dtype)
+            hi = torch.as_tensor(self.high, dtype=like.dtype)
+            self._cdf_low = base.cdf(lo) if math.isfinite(self.low) else torch.zeros_like(like)
+            self._cdf_high = base.cdf(hi) if math.isfinite(self.high) else torch.ones_like(like)
+            self._log_mass = torch.log(self._cdf_high - self._cdf_low)
+        else:
+            self.has_rsample = False
+            self._log_mass = _log_mass if _log_mass is not None else self._integrated_log_mass(like)
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    def _integrated_log_mass(self, like: Tensor) -> Tensor:
+        from scipy.integrate import quad
+
+        support = self.base.support
+        low = max(self.low, float(getattr(support, "lower_bound", -math.inf)))
+        high = min(self.high, float(getattr(support, "upper_bound", math.inf)))
+        flat = like.shape.numel() if like.shape else 1
+        masses = []
+        for i in range(flat):
+            def density(x: float, i: int = i) -> float:
+                value = torch.full(like.shape, x, dtype=like.dtype)
+                if not bool(support.check(value).all()):
+                    return 0.0
+                return float(self.base.log_prob(value).reshape(-1)[i].exp())
+            masses.append(quad(density, low, high, limit=200)[0] if low < high else 0.0)
+        return torch.log(torch.as_tensor(masses, dtype=like.dtype).reshape(like.shape))
+
+    @property
+    def mass(self) -> Tensor:
+        """F(high) - F(low) under the base, batch shape."""
+        return self._log_mass.exp()
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self):  # type: ignore[override]
@@ -77,9 +118,28 @@ class Truncated(dist.TorchDistribution):
         return constraints.real
 
     def expand(self, batch_shape, _instance=None):
-        return Truncated(self.base.expand(batch_shape), self.low, self.high)
+        if self.by_inversion:
+            return Truncated(self.base.expand(batch_shape), self.low, self.high)
+        return Truncated(self.base.expand(batch_shape), self.low, self.high, _log_mass=self._log_mass.expand(batch_shape))
+
+    def sample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
+        if self.by_inversion:
+            with torch.no_grad():
+                return self.rsample(sample_shape)
+        with torch.no_grad():
+            out = self.base.sample(sample_shape)
+            todo = (out < self.low) | (out > self.high)
+            for _ in range(100_000):
+                if not bool(todo.any()):
+                    return out
+                draw = self.base.sample(sample_shape)
+                out = torch.where(todo, draw, out)
+                todo = todo & ((draw < self.low) | (draw > self.high))
+        raise RuntimeError("Truncated: rejection sampling did not finish; the kept mass is too small.")
 
     def rsample(self, sample_shape: torch.Size = _NO_SHAPE) -> Tensor:
+        if not self.by_inversion:
+            raise NotImplementedError(f"Truncated({type(self.base).__name__}) samples by rejection; it has no rsample.")
         shape = self._extended_shape(sample_shape)
         u = torch.rand(shape, dtype=self._cdf_low.dtype, device=self._cdf_low.device)
         p = self._cdf_low + u * (self._cdf_high - self._cdf_low)
@@ -89,6 +149,11 @@ class Truncated(dist.TorchDistribution):
 
     def log_prob(self, value: Tensor) -> Tensor:
         inside = (value >= self.low) & (value <= self.high)
+        if not bool(inside.all()):  # the base may refuse values outside its own support: score a kept point
+            lo, hi = self.low, self.high
+            kept = (lo + hi) / 2 if math.isfinite(lo) and math.isfinite(hi) else lo + 1.0 if math.isfinite(lo) else (
+                hi - 1.0 if math.isfinite(hi) else 0.0)
+            value = torch.where(inside, value, torch.full_like(value, kept))
         lp = self.base.log_prob(value) - self._log_mass
         return torch.where(inside, lp, torch.full_like(lp, -math.inf))
 
@@ -171,15 +236,12 @@ def make_distribution(
             raise RecipeError(f"{key}: truncation needs low < high, got low={low}, high={high}.")
         if d.event_shape:
             raise RecipeError(f"{key}: truncation needs a scalar-event family; {name} has event shape {tuple(d.event_shape)}.")
-        try:
-            d.cdf(torch.zeros(d.batch_shape, dtype=dtype))
-            d.icdf(torch.full(d.batch_shape, 0.5, dtype=dtype))
-        except NotImplementedError:
-            raise RecipeError(
-                f"{key}: {name} cannot be truncated (no cdf/icdf in torch); use a family with a cdf such as "
-                "Normal, or a positive family such as HalfNormal, LogNormal or Gamma."
-            ) from None
+        if d.support.is_discrete:
+            raise RecipeError(f"{key}: truncation needs a continuous family; {name} is discrete.")
         d = Truncated(d, low, high)
+        if not bool((d.mass >= Truncated.MIN_MASS).all()):
+            raise RecipeError(f"{key}: [low, high] = [{low}, {high}] keeps only {float(d.mass.min()):.3g} of {name}'s "
+                              "mass; widen the bounds or move the prior.")
     shape = tuple(int(s) for s in shape)
     if any(s < 1 for s in shape):
         raise RecipeError(f"{key}: shape must hold positive integers, got {list(shape)}.")
@@ -219,3 +281,20 @@ def parse_priors(priors: dict[str, Prior | dict[str, Any]], *, required: list[st
         if name not in out:
             raise RecipeError(f"priors: the model needs a prior for {name!r}; got priors for {sorted(out)}.")
     return out
+
+
+def check_positive_prior(prior: Prior, key: str, role: str) -> None:
+    """Raise RecipeError naming `key` unless every draw of `prior` is positive (a scale, a rate, a
+    concentration). The support is probed by mapping a far-negative unconstrained point through Pyro's
+    `biject_to`, which lands on the support's lower end."""
+    built = prior.build(key)
+    probe = torch.full(tuple(built.event_shape), -50.0, dtype=torch.get_default_dtype())
+    try:
+        lowest = dist.transforms.biject_to(built.support)(probe)
+    except NotImplementedError:  # a discrete support: not a scale at all
+        lowest = torch.zeros(())
+    if bool((lowest <= 0).any()):
+        raise RecipeError(
+            f"{key}: {role} must be positive, but its prior {prior.dist}({prior.args}) can be zero or negative; "
+            "use a positive family (HalfNormal, HalfCauchy, Exponential, Gamma, LogNormal) or truncate it with low: 0."
+        )

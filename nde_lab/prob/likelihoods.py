@@ -12,7 +12,7 @@ from nde_lab.errors import RecipeError
 
 __all__ = ["LIKELIHOOD_FAMILIES", "Likelihood"]
 
-LikelihoodFamily = Literal["Normal", "LogNormal", "StudentT", "Poisson", "NegativeBinomial"]
+LikelihoodFamily = Literal["Normal", "LogNormal", "StudentT", "Poisson", "NegativeBinomial", "Binomial"]
 
 #: family -> (noise parameters it needs, whether observations must be positive / counts)
 LIKELIHOOD_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -21,6 +21,7 @@ LIKELIHOOD_FAMILIES: dict[str, tuple[tuple[str, ...], str]] = {
     "StudentT": (("scale", "df"), "real"),
     "Poisson": ((), "count"),
     "NegativeBinomial": (("concentration",), "count"),
+    "Binomial": ((), "count"),
 }
 
 
@@ -33,18 +34,23 @@ class Likelihood:
       - LogNormal(loc=log z, scale): median z, multiplicative noise (log z is passed directly when the
         model evolves log-populations);
       - Poisson(rate=z);
-      - NegativeBinomial with mean z and concentration phi: total_count=phi, logits=log z - log phi.
+      - NegativeBinomial with mean z and concentration phi: total_count=phi, logits=log z - log phi;
+      - Binomial(total_count, probs=z): z is a probability (clamped to [0, 1]), e.g. a prevalence
+        I / N through an observation scale of 1/N; `total_count` is the known number of trials.
 
     Args:
         family: one of LIKELIHOOD_FAMILIES.
         scale, df, concentration: names of the model parameters (priors) used as noise parameters; a
-            parameter of shape [D] gives one value per observed state.
+            parameter of shape [D] gives one value per observed state. Each must have a prior whose
+            support is positive (checked by the program, naming the site).
+        total_count: Binomial's number of trials (a known positive integer).
     """
 
     family: LikelihoodFamily = "Normal"
     scale: str | None = None
     df: str | None = None
     concentration: str | None = None
+    total_count: int | None = None
 
     def __post_init__(self) -> None:
         if self.family not in LIKELIHOOD_FAMILIES:
@@ -60,6 +66,12 @@ class Likelihood:
         for name in ("scale", "df", "concentration"):
             if name not in needed and getattr(self, name) is not None:
                 raise RecipeError(f"likelihood.family={self.family!r} takes no {name}; remove likelihood.{name}.")
+        if (self.family == "Binomial") != (self.total_count is not None):
+            raise RecipeError("likelihood.total_count: the Binomial family needs it (the known number of trials, a "
+                              f"positive integer) and the others take none; got family={self.family!r}, "
+                              f"total_count={self.total_count!r}.")
+        if self.total_count is not None and not (float(self.total_count).is_integer() and self.total_count > 0):
+            raise RecipeError(f"likelihood.total_count must be a positive integer, got {self.total_count!r}.")
 
     @property
     def noise_parameters(self) -> list[str]:
@@ -89,6 +101,8 @@ class Likelihood:
             return dist.StudentT(noise["df"], prediction, noise["scale"])
         if self.family == "Poisson":
             return dist.Poisson(prediction)
+        if self.family == "Binomial":
+            return dist.Binomial(total_count=float(self.total_count), probs=prediction.clamp(0.0, 1.0))
         phi = noise["concentration"]
         loc = log_prediction if log_prediction is not None else prediction.log()
         return dist.NegativeBinomial(total_count=phi, logits=loc - phi.log())

@@ -8,21 +8,19 @@ program over draws or particles (one ODE solve then covers every parameter set).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
 import torch
 from torch import Tensor
 
-from nde_lab.dynamics.mechanistic import LogisticGrowth, LotkaVolterra
 from nde_lab.errors import DataError, RecipeError
 from nde_lab.prob.data import SeriesData, TabularData
-from nde_lab.prob.distributions import Prior, parse_priors
+from nde_lab.prob.distributions import Prior, check_positive_prior, parse_priors
 from nde_lab.prob.likelihoods import Likelihood
-from nde_lab.solvers.ode import ODEMethod, ODESolverOptions, solve_ode
 
-__all__ = ["LinearRegressionProgram", "ODEProgram", "ProbProgram", "SeriesProgram"]
+__all__ = ["LinearRegressionProgram", "ProbProgram", "SeriesProgram"]
 
 OBS = "y"
 
@@ -40,6 +38,10 @@ class ProbProgram(ABC):
         self.likelihood = likelihood
         needed = list(required) + [p for role, p in likelihood.roles().items() if role not in self.fixed_noise()]
         self.priors = parse_priors(priors, required=needed)
+        for role, pname in likelihood.roles().items():
+            if role not in self.fixed_noise():
+                check_positive_prior(self.priors[pname], f"priors.{pname}",
+                                     f"the {likelihood.family} likelihood's {role} (likelihood.{role}: {pname})")
         if OBS in self.priors:
             raise RecipeError(f"priors: {OBS!r} is the name of the observed site; rename that parameter.")
         self._cache: dict[torch.dtype, dict[str, dist.TorchDistribution]] = {}
@@ -156,13 +158,13 @@ class SeriesProgram(ProbProgram):
     def param_coords(self) -> dict[str, Any]:
         return {"state": list(self.data.state_names)} if self.data is not None else {}
 
-    def _solve_grid(self, x: Tensor | None, dtype: torch.dtype) -> tuple[Tensor, Tensor, bool]:
+    def _solve_grid(self, x: Tensor | None, dtype: torch.dtype, t0: float | None = None) -> tuple[Tensor, Tensor, bool]:
         """The solve grid for prediction times `x` (default: the observed times), which must be increasing
-        and not before the first observation t0. Returns (times, grid of >= 2 times, whether the grid
-        starts with a prepended t0 that the output must drop)."""
+        and not before the initial time t0 (default: the first observation). Returns (times, grid of >= 2
+        times, whether the grid starts with a prepended t0 that the output must drop)."""
         self._require_data()
         data_times = self.data.times.to(dtype)
-        t0 = data_times[0]
+        t0 = data_times[0] if t0 is None else torch.as_tensor(t0, dtype=dtype)
         times = data_times if x is None else torch.as_tensor(x, dtype=dtype)
         if times.ndim != 1 or bool((times < t0 - 1e-12).any()) or (times.numel() > 1 and not bool((times[1:] > times[:-1]).all())):
             raise DataError(f"prediction times must be increasing and not before t0={float(t0):g}.")
@@ -171,110 +173,6 @@ class SeriesProgram(ProbProgram):
         if grid.numel() == 1:
             grid = torch.cat([grid, grid + 1.0])
         return times, grid, prepend
-
-
-class ODEProgram(SeriesProgram):
-    """A Bayesian mechanistic ODE: latent rates and (optionally) latent initial state, observed with noise.
-
-    Main arguments:
-        priors: name -> Prior for every rate of `dynamics`, the initial state (if latent) and the noise.
-        likelihood: observation family and the names of its noise parameters.
-        dynamics: the mechanistic model, a key of `DYNAMICS`: "lotka_volterra" (2 states, rates alpha,
-            beta, gamma, delta; `nde_lab.dynamics.mechanistic.LotkaVolterra`) or "logistic" (1 state,
-            rate r and carrying capacity K; `LogisticGrowth`).
-        initial_state: the name of a parameter holding z(t0) (shape [D]), or D fixed numbers.
-
-    Other arguments:
-        method, step_size, rtol, atol, max_num_steps: the solve (`nde_lab.solvers.solve_ode`).
-        coordinates: "log" (default) integrates log-populations, the same ODE that stays positive under
-            any step; "natural" integrates the populations themselves.
-    """
-
-    #: dynamics name -> (vector field class taking the rates by position and `coordinates=`, rate names)
-    DYNAMICS: dict[str, tuple[type, tuple[str, ...]]] = {
-        "lotka_volterra": (LotkaVolterra, ("alpha", "beta", "gamma", "delta")),
-        "logistic": (LogisticGrowth, ("r", "K")),
-    }
-
-    def __init__(
-        self,
-        *,
-        priors: dict[str, Prior],
-        likelihood: Likelihood,
-        dynamics: Literal["lotka_volterra", "logistic"] = "lotka_volterra",
-        initial_state: str | list[float] = "z_init",
-        method: ODEMethod = "rk4",
-        step_size: float | None = 0.1,
-        rtol: float = 1e-6,
-        atol: float = 1e-8,
-        max_num_steps: int = 10_000,
-        coordinates: Literal["natural", "log"] = "log",
-    ) -> None:
-        if dynamics not in self.DYNAMICS:
-            raise RecipeError(f"dynamics must be one of {sorted(self.DYNAMICS)}, got {dynamics!r}.")
-        self.dynamics = dynamics
-        self.field_class, rates = self.DYNAMICS[dynamics]
-        self.rates = list(rates)
-        self.dim = int(self.field_class.dim)
-        self.initial_state = initial_state
-        self.coordinates = coordinates
-        self.solver = ODESolverOptions(method=method, step_size=step_size, rtol=rtol, atol=atol,
-                                       max_num_steps=max_num_steps)
-        required = self.rates + ([initial_state] if isinstance(initial_state, str) else [])
-        super().__init__(priors=priors, likelihood=likelihood, required=required)
-        for rate in self.rates:
-            if self.param_shape(rate) != ():
-                raise RecipeError(f"priors.{rate}: a rate must be a scalar, got shape {list(self.param_shape(rate))}.")
-        if isinstance(initial_state, str) and self.param_shape(initial_state) != (self.dim,):
-            raise RecipeError(f"priors.{initial_state}: the initial state needs shape [{self.dim}], got "
-                              f"{list(self.param_shape(initial_state))}.")
-        if not isinstance(initial_state, str) and len(initial_state) != self.dim:
-            raise RecipeError(f"initial_state: the {dynamics} model has {self.dim} state(s), got {list(initial_state)}.")
-
-    def bind(self, data: SeriesData) -> None:
-        if not isinstance(data, SeriesData):
-            raise DataError(f"ODEProgram needs SeriesData (times, values), got {type(data).__name__}.")
-        d = self.dim
-        if data.values.shape[1] != d:
-            raise DataError(
-                f"{data.source}: the {self.dynamics} model observes {d} {'state' if d == 1 else 'states'}, but the data has "
-                f"{data.values.shape[1]} columns {data.state_names}; give values of shape (T, {d})."
-            )
-        for name in self.likelihood.noise_parameters:
-            shape = self.param_shape(name)
-            if shape not in {(), (d,)}:
-                raise DataError(f"priors.{name}: a noise parameter must have shape [] or [{d}] (one per state), got {list(shape)}.")
-        if self.likelihood.support == "positive" and not bool((data.values > 0).all()):
-            raise DataError(f"{data.source}: a {self.likelihood.family} likelihood needs positive observations.")
-        if self.likelihood.support == "count" and not bool(((data.values >= 0) & (data.values == data.values.round())).all()):
-            raise DataError(f"{data.source}: a {self.likelihood.family} likelihood needs non-negative integer counts.")
-        self.data = data
-
-    def param_dims(self, name: str) -> tuple[str, ...]:
-        return ("state",) if self.param_shape(name) == (self.dim,) else super().param_dims(name)
-
-
-    def initial(self, params: dict[str, Tensor]) -> Tensor:
-        """z(t0), shape (*batch, D)."""
-        if isinstance(self.initial_state, str):
-            return params[self.initial_state]
-        batch = params[self.rates[0]].shape
-        return torch.as_tensor(self.initial_state, dtype=torch.get_default_dtype()).expand(*batch, self.dim)
-
-    def predict(self, params: dict[str, Tensor], x: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """z(t) and log z(t) at times x (default: the data's), shape (*batch, T, D); x[0] >= t0."""
-        times, grid, prepend = self._solve_grid(x, torch.get_default_dtype())
-        z0 = self.initial(params)
-        rates = [params[r] for r in self.rates]
-        vf = self.field_class(*rates, coordinates=self.coordinates)
-        y0 = torch.log(z0) if self.coordinates == "log" else z0
-        batch = torch.broadcast_shapes(vf.batch_shape, y0.shape[:-1])
-        sol = solve_ode(vf, y0.expand(*batch, self.dim), grid, self.solver).y  # (T', *batch, D)
-        sol = sol[1: 1 + times.numel()] if prepend else sol[: times.numel()]
-        sol = sol.movedim(0, -2)
-        if self.coordinates == "log":
-            return torch.exp(sol), sol
-        return sol, torch.log(sol.clamp_min(torch.finfo(sol.dtype).tiny))
 
 
 class LinearRegressionProgram(ProbProgram):

@@ -30,6 +30,7 @@ __all__ = [
     "ALLOW_ENV",
     "DEFAULT_ALLOWED",
     "ImportNotAllowedError",
+    "active_prefixes",
     "allow_imports",
     "allowed_prefixes",
     "enforce_import_policy",
@@ -131,9 +132,20 @@ def explain_denied_import(message: str, prefixes: Iterable[str] | None = None) -
             + HOW_TO_ALLOW.format(prefix=top) + ".")
 
 
+def active_prefixes() -> list[str]:
+    """`allowed_prefixes()` plus the prefixes jsonargparse enforces right now (the CLI's --allow_import and
+    the recipe's allow_import, set by `enforce_import_policy`)."""
+    prefixes = allowed_prefixes()
+    settings = _settings()
+    if settings.get("import_paths_enforced"):
+        prefixes += [k for k, v in settings["import_path_verdicts"].items() if v and k not in prefixes]
+    return prefixes
+
+
 def check_import_path(path: str, prefixes: Iterable[str] | None = None) -> None:
-    """Raise `ImportNotAllowedError` if `path` is not under an allowed prefix (checked before importing)."""
-    allowed = list(prefixes or allowed_prefixes())
+    """Raise `ImportNotAllowedError` if `path` is not under an allowed prefix (checked before importing);
+    default: the active allow-list (`active_prefixes`)."""
+    allowed = list(prefixes or active_prefixes())
     if not any(path == p or path.startswith(p + ".") for p in allowed):
         raise ImportNotAllowedError(explain_denied_import(f"Importing '{path}' is not allowed", allowed))
 

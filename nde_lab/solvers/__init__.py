@@ -1,4 +1,4 @@
-"""The solver seam: the only place that calls torchdiffeq and torchsde."""
+"""The solver seam: the only place that calls torchdiffeq, torchsde and scipy's ODE integrators."""
 
 from nde_lab.solvers.brownian import GridBrownian, interval_brownian, make_grid
 from nde_lab.solvers.ode import (

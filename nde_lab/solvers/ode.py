@@ -12,7 +12,10 @@ from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from nde_lab.errors import SolverError
+from nde_lab.solvers.breakpoints import breakpoints_inside, step_grid
+from nde_lab.solvers.compiled import compiled
 from nde_lab.solvers.registry import MethodInfo, check_choice
+from nde_lab.solvers.stiffness import stiffness_note
 
 __all__ = [
     "ODE_METHODS",
@@ -26,6 +29,7 @@ __all__ = [
 ODEMethod = Literal[
     "euler", "midpoint", "heun2", "heun3", "rk4",
     "dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun",
+    "lsoda", "bdf", "radau",
 ]
 
 #: The methods `solve_ode` accepts, with their declared order and whether they adapt their step.
@@ -40,6 +44,10 @@ ODE_METHODS: dict[str, MethodInfo] = {
     "bosh3": MethodInfo(order=3.0, adaptive=True, stages=3),
     "fehlberg2": MethodInfo(order=2.0, adaptive=True, stages=3),
     "adaptive_heun": MethodInfo(order=2.0, adaptive=True, stages=2),
+    # scipy, per batch member, forward sensitivities for gradients (MechanisticFields; `sensitivity.py`)
+    "lsoda": MethodInfo(order=5.0, adaptive=True, stages=1, implicit=True),
+    "bdf": MethodInfo(order=5.0, adaptive=True, stages=1, implicit=True),
+    "radau": MethodInfo(order=5.0, adaptive=True, stages=1, implicit=True),
 }
 
 
@@ -53,7 +61,19 @@ class ODESolverOptions:
         atol: absolute tolerance of adaptive methods.
         step_size: step of fixed-step methods, in the series' time units.
         adjoint: back-propagate by the adjoint method (Chen et al. 2018), O(1) memory in time.
-        max_num_steps: step budget; the solve fails with `SolverError` when it is exhausted.
+        max_num_steps: step budget; the solve fails with `SolverError` when it is exhausted
+            (per batch member with `per_draw` and the scipy methods; LSODA: per output interval).
+        breakpoints: times where the field is not smooth in t, besides the field's own `breakpoints()`
+            (a `MechanisticField`'s inputs and jump times); the solve steps onto each and restarts there.
+        per_draw: adaptive methods only: every batch member of a `MechanisticField` gets its own step
+            size and step count (`per_draw.py`); members left over when the batch is done, or out of
+            budget, are finished by LSODA with forward sensitivities, so one hard draw costs its own
+            steps, not everyone's.
+        compile: run the vector field through `torch.compile(dynamic=False)` (compiled once per field;
+            the first solve pays the compile, tens of seconds on a CPU).
+
+    The scipy methods "lsoda", "bdf", "radau" (implicit or stiffness-switching) solve each batch member of
+    a `MechanisticField` on its own with the forward-sensitivity system, so gradients reach y0 and theta.
     """
 
     method: ODEMethod = "dopri5"
@@ -62,6 +82,9 @@ class ODESolverOptions:
     step_size: float | None = None
     adjoint: bool = False
     max_num_steps: int = 10_000
+    breakpoints: list[float] | None = None
+    per_draw: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_choice("solver.method", self.method, ODE_METHODS)
@@ -80,6 +103,15 @@ class ODESolverOptions:
                 raise SolverError(f"solver.{name} must be a positive finite number, got {value!r}.")
         if self.max_num_steps < 1:
             raise SolverError(f"solver.max_num_steps must be >= 1, got {self.max_num_steps!r}.")
+        if self.breakpoints is not None and not all(math.isfinite(float(b)) for b in self.breakpoints):
+            raise SolverError(f"solver.breakpoints must be finite times, got {self.breakpoints!r}.")
+        if self.per_draw and not (info.adaptive and not info.implicit):
+            raise SolverError(f"solver.per_draw=true steps each draw with its own adaptive step: it needs an explicit "
+                              f"adaptive method such as 'dopri5', got solver.method={self.method!r}.")
+        if (self.per_draw or info.implicit) and self.adjoint:
+            raise SolverError(f"solver.adjoint=true cannot be combined with solver.method={self.method!r}"
+                              f"{' and solver.per_draw=true' if self.per_draw else ''}; those solves give exact "
+                              "gradients through forward sensitivities or autograd.")
 
     @property
     def info(self) -> MethodInfo:
@@ -98,6 +130,7 @@ class SolverStats:
         nfe_backward, steps_backward: the same for the adjoint's backward solve (filled in when
             `.backward()` runs; 0 without adjoint), which has its own budget of `max_num_steps` steps.
         status, message: "success" or "failed" with the reason.
+        members_implicit: batch members finished by LSODA in a `per_draw` solve (stiff or over budget).
 
     Steps come from torchdiffeq's step callbacks (`callback_step`, `callback_accept_step`,
     `callback_reject_step` and their `_adjoint` versions), so they are exact for every method.
@@ -111,6 +144,7 @@ class SolverStats:
     steps_backward: int = 0
     status: Literal["success", "failed"] = "success"
     message: str = ""
+    members_implicit: int = 0
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {"method": self.method, "nfe": self.nfe, "steps": self.steps, "steps_rejected": self.steps_rejected,
@@ -143,7 +177,8 @@ class _CountingField:
     call costs microseconds per evaluation that small solves feel.
     """
 
-    __slots__ = ("_last_t", "adaptive", "backward", "fail", "max_nfe", "max_steps", "stats", "vector_field")
+    __slots__ = ("_last_step", "_last_t", "adaptive", "backward", "fail", "max_nfe", "max_steps", "right_of", "stats",
+                 "vector_field")
 
     def __init__(self, vector_field: nn.Module, *, max_nfe: int, max_steps: int, stats: SolverStats, adaptive: bool,
                  fail: Callable[[str, float], SolverError]) -> None:
@@ -152,6 +187,8 @@ class _CountingField:
         self.stats, self.fail = stats, fail
         self.backward = False
         self._last_t: Tensor | None = None
+        self._last_step: tuple[Tensor, Tensor, Tensor] | None = None
+        self.right_of: Tensor | None = None  # a breakpoint at t0: evaluations at t0 see its right side
 
     @property
     def nfe(self) -> int:
@@ -172,10 +209,19 @@ class _CountingField:
             self.stats.nfe += 1
             if self.stats.nfe > self.max_nfe:
                 raise self.fail("evaluation budget exhausted", self.last_t)
+            if self.right_of is not None and bool(t == self.right_of):
+                t = torch.nextafter(t, t + 1)
         return self.vector_field(t, y)
 
     # torchdiffeq's step callbacks (t0, y0, dt): exact step counts for every method
+    @property
+    def last_state(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        """(t, y, dt) of the last attempted forward step, or None before the first."""
+        return self._last_step
+
     def callback_step(self, t0: Tensor, y0: Tensor, dt: Tensor) -> None:
+        if not self.backward:
+            self._last_step = (t0, y0, dt)
         if self.stats.steps + self.stats.steps_rejected >= self.max_steps:
             raise self.fail("step budget exhausted", float(t0))
         if not self.adaptive:  # fixed-grid solvers only announce steps
@@ -266,9 +312,21 @@ def solve_ode(
     options = options or ODESolverOptions()
     _validate_inputs(y0, t)
     info = options.info
-    max_nfe = options.max_num_steps * info.stages + 2 * info.stages + 2
+    breaks, at_start = breakpoints_inside(vector_field, options.breakpoints, t)
     stats = SolverStats(method=options.method)
-    counted = (_AdaptiveCountingField if info.adaptive else _CountingField)(vector_field, max_nfe=max_nfe, max_steps=options.max_num_steps, stats=stats,
+    if info.implicit or options.per_draw:
+        if options.per_draw:
+            from nde_lab.solvers.per_draw import solve_per_draw as solver
+        else:
+            from nde_lab.solvers.sensitivity import solve_scipy as solver
+        try:
+            y = solver(vector_field, y0, t, options, breaks, stats, at_start=at_start)
+        except SolverError as err:
+            return _failed(err, stats, t, y0, throw)
+        return ODESolution(t=t, y=y, stats=stats)
+    field_ = compiled(vector_field) if options.compile else vector_field
+    max_nfe = options.max_num_steps * info.stages + 2 * info.stages + 2
+    counted = (_AdaptiveCountingField if info.adaptive else _CountingField)(field_, max_nfe=max_nfe, max_steps=options.max_num_steps, stats=stats,
                              adaptive=info.adaptive, fail=lambda what, t_: _failure(options, what, t_))
     torch_options: dict[str, object] = {}
     if info.adaptive:
@@ -277,9 +335,17 @@ def solve_ode(
         torch_options["max_num_steps"] = 2**31 - 1
         if options.step_size is not None:
             torch_options["first_step"] = options.step_size
+        if breaks:
+            torch_options["jump_t"] = torch.tensor(breaks, dtype=t.dtype, device=t.device)
+        if at_start and float(t[-1]) > float(t[0]):
+            counted.right_of = t[0].to(y0.dtype)
     else:
-        torch_options["step_size"] = options.step_size
-        n_steps = abs(float(t[-1] - t[0])) / options.step_size
+        if breaks or at_start:  # restart the grid at every breakpoint; stages at a grid point see its right side
+            torch_options["grid_constructor"] = step_grid(options.step_size, breaks)
+            torch_options["perturb"] = True
+        else:
+            torch_options["step_size"] = options.step_size
+        n_steps = abs(float(t[-1] - t[0])) / options.step_size + len(breaks)
         if n_steps > options.max_num_steps:
             raise SolverError(
                 f"solver.step_size={options.step_size:g} over [{float(t[0]):g}, {float(t[-1]):g}] needs "
@@ -289,7 +355,7 @@ def solve_ode(
     integrate = odeint_adjoint if options.adjoint else odeint
     kwargs: dict[str, object] = dict(rtol=options.rtol, atol=options.atol, method=options.method, options=torch_options)
     if options.adjoint:
-        kwargs["adjoint_params"] = tuple(p for p in vector_field.parameters() if p.requires_grad)
+        kwargs["adjoint_params"] = _adjoint_params(vector_field)
     try:
         try:
             y = integrate(counted, y0, t, **kwargs)
@@ -305,10 +371,29 @@ def solve_ode(
             first_bad = int((~finite).nonzero()[0, 0])
             raise _failure(options, "non-finite state", float(t[first_bad]))
     except SolverError as err:
-        if throw:
-            raise
-        stats.status, stats.message = "failed", str(err)
-        nan = torch.full((t.shape[0], *y0.shape), float("nan"), dtype=y0.dtype, device=y0.device)
-        return ODESolution(t=t, y=nan, stats=stats)
+        if info.adaptive and not counted.backward and ("budget" in str(err) or "underflow" in str(err)):
+            note = stiffness_note(vector_field, counted.last_state, t)
+            if note:
+                err = SolverError(f"{err} {note}")
+        return _failed(err, stats, t, y0, throw)
     counted.backward = True  # from here on (the adjoint's .backward()) evaluations count as backward
     return ODESolution(t=t, y=y, stats=stats)
+
+
+def _adjoint_params(vector_field: nn.Module) -> tuple[Tensor, ...]:
+    """The tensors the adjoint differentiates: the module's trainable parameters and, for a
+    MechanisticField (whose class attribute `parameters` names theta's columns), theta itself."""
+    params = [p for p in nn.Module.parameters(vector_field) if p.requires_grad]
+    theta = getattr(vector_field, "theta", None)
+    if not callable(getattr(vector_field, "parameters", None)) and isinstance(theta, Tensor) and theta.requires_grad:
+        params.append(theta)
+    return tuple(params)
+
+
+def _failed(err: SolverError, stats: SolverStats, t: Tensor, y0: Tensor, throw: bool) -> ODESolution:
+    """Raise `err`, or (throw=False) return the failed solution: NaN states and the message in `stats`."""
+    if throw:
+        raise err
+    stats.status, stats.message = "failed", str(err)
+    nan = torch.full((t.shape[0], *y0.shape), float("nan"), dtype=y0.dtype, device=y0.device)
+    return ODESolution(t=t, y=nan, stats=stats)

@@ -19,11 +19,13 @@ class MethodInfo:
         order: convergence order (global, deterministic; strong order for SDE methods).
         adaptive: whether it chooses its own step from error estimates.
         stages: vector-field evaluations per step (used for step budgets and statistics).
+        implicit: an implicit (stiff) method, solved per batch member by scipy with forward sensitivities.
     """
 
     order: float
     adaptive: bool
     stages: int = 1
+    implicit: bool = False
 
 
 def check_choice(key: str, value: object, choices: Mapping[str, object] | list[str], error=SolverError) -> None:
