@@ -111,6 +111,11 @@ def test_four_writers_on_one_name_on_an_s3_server_one_wins(s3):
     assert not any(".partial" in k for k in locate(store).files())
     with pytest.raises(RunConflictError, match="already exists"):  # a late writer of a published name
         RunWriter(store, "exp", "same")
+    claim = locate(store) / "exp" / ".claimed.partial" / "lock.json"
+    claim.create_json({"token": "a"})  # the primitive: a conditional PUT, If-None-Match: *
+    with pytest.raises(FileExistsError):
+        claim.create_json({"token": "b"})
+    assert claim.read_json() == {"token": "a"}
 
 
 @pytest.mark.parametrize("store", ["foo://x", "s3:bucket", "gs://bucket", "memory://"])

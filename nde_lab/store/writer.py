@@ -16,6 +16,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -40,10 +41,12 @@ from nde_lab.store.lock import LOCK, Heartbeat, lock_record
 from nde_lab.store.manifest import MANIFEST, build_manifest
 from nde_lab.store.schema import encode_group
 
-__all__ = ["UPLOAD_BATCH", "RunWriter", "upload", "write_tree", "writing"]
+__all__ = ["CLAIM_SETTLE_S", "UPLOAD_BATCH", "RunWriter", "upload", "write_tree", "writing"]
 
 #: files uploaded concurrently to an object store
 UPLOAD_BATCH = 16
+#: seconds between claiming a run's lock on an object store and reading it back
+CLAIM_SETTLE_S = 0.25
 
 
 def write_tree(groups: dict[str, xr.Dataset], path: Path | str | Any, attrs: dict[str, Any]) -> None:
@@ -198,7 +201,10 @@ class RunWriter:
             lock.create_json(record)
         except FileExistsError as err:
             raise RunConflictError(f"run {self.final.url} is being written by another writer.") from err
-        if lock.read_json().get("token") != self.token:  # a server whose conditional PUT is not atomic
+        # a server whose conditional PUT is not atomic (moto's) may let a racing PUT overwrite the lock
+        # just after this one: read it back once that window has passed
+        time.sleep(CLAIM_SETTLE_S)
+        if lock.read_json().get("token") != self.token:
             raise RunConflictError(f"run {self.final.url} is being written by another writer.")
         if self.final.exists():
             lock.remove()
