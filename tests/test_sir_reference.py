@@ -25,6 +25,7 @@ from nde_lab.prob.fast import Unconstrained
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from figures_check import check_figures  # noqa: E402
 from reference_check import compare_to_reference  # noqa: E402
 
 from benchmarks.sir_reference import (  # noqa: E402
@@ -169,6 +170,7 @@ def test_outbreak_recipe_matches_the_long_nuts_reference(tmp_path):
     theta = np.stack([post[k].transpose("chain", "draw").values for k in LABELS], axis=-1)
     ess = resampled_ess(attrs["ess_importance"], post.sizes["chain"] * post.sizes["draw"])
     assert compare_to_reference(_draws(theta), ess, OUT) == []
+    check_figures("sir_boarding_school", run)
 
 
 def _draws(theta: np.ndarray) -> dict[str, np.ndarray]:
