@@ -60,6 +60,10 @@ FIGURES: tuple[Figure, ...] = (
     Figure("lotka_volterra_bayes", "posterior_mean.gamma", "γ", 3),
     Figure("lotka_volterra_bayes", "posterior_mean.delta", "δ", 5),
     Figure("lotka_volterra_bayes", "attrs.pareto_k", "Pareto k", 2),
+    Figure("sir_boarding_school", "posterior_mean.beta", "β", 3),
+    Figure("sir_boarding_school", "posterior_mean.gamma", "γ", 3),
+    Figure("sir_boarding_school", "posterior_mean.phi", "φ", 2),
+    Figure("sir_boarding_school", "attrs.pareto_k", "Pareto k", 2),
     *(Figure(recipe, f"posterior_mean.{p}", p, 3) for recipe in ("rugged_regression", "rugged_regression_svi")
       for p in ("a", "bA", "bR", "bAR", "sigma")),
     Figure("bayes_neural_ode", "attrs.coverage_90", "90% predictive band coverage", 3, resolution=1 / 42),

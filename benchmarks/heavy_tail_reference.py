@@ -29,15 +29,21 @@ Usage (writes the JSON; 691 s wall as 2 processes on a loaded 2-core machine, 0 
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import multiprocessing as mp
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks.reference_common import (
+    quantile_summary,
+    reference_parser,
+    run_chains,
+    run_nuts,
+    run_record,
+    write_record,
+)
 
 __all__ = ["DATA", "LABELS", "PRIORS", "PROBS", "load_data", "log_density", "quadrature_quantiles", "run_chain", "simulate", "summarise"]
 
@@ -125,53 +131,30 @@ def run_chain(args: tuple[int, int, int, int, float]) -> dict:
     chain, seed, warmup, draws, target_accept = args
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
-    import pyro
-    from pyro.infer import MCMC, NUTS
-
     t, y = load_data()
     rng = np.random.default_rng(seed + 1000 * chain)
     u_init = np.array([0.0, 5.0, -2.5]) + rng.normal(0, [0.05, 1.0, 0.3])
-    pyro.set_rng_seed(seed + chain)
-    kernel = NUTS(potential_fn=lambda p: -log_density(p["u"], t, y), full_mass=True,
-                  target_accept_prob=target_accept, max_tree_depth=10)
-    mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, initial_params={"u": torch.as_tensor(u_init)},
-                disable_progbar=True)
-    start = time.perf_counter()
-    mcmc.run()
-    diag = mcmc.diagnostics()
-    return {"theta": np.exp(mcmc.get_samples()["u"].numpy()), "seconds": time.perf_counter() - start,
-            "divergences": len(diag["divergences"]["chain 0"]), "step_size": float(kernel.step_size)}
+    out = run_nuts(lambda u: -log_density(u, t, y), u_init, seed=seed + chain, warmup=warmup, draws=draws,
+                   target_accept=target_accept)
+    return {"theta": np.exp(out.pop("u")), **out}
 
 
 def summarise(theta: np.ndarray, probs=PROBS) -> dict[str, dict[str, float]]:
-    """theta (chain, draw, 3) -> per label: quantiles q01/q50/q99 with ArviZ quantile MCSEs, mean, sd,
-    ess_bulk, ess_tail and R-hat (ArviZ's definitions)."""
+    """theta (chain, draw, 3) -> per label: mean, sd, ess_bulk, ess_tail and R-hat (ArviZ's definitions), then
+    the quantiles q01/q50/q99 with ArviZ's quantile MCSEs and ESSs (`reference_common.quantile_summary`)."""
     import arviz as az
 
     out = {}
     for i, label in enumerate(LABELS):
         x = theta[:, :, i]
-        row = {"mean": float(x.mean()), "sd": float(x.std(ddof=1)), "ess_bulk": float(az.ess(x, method="bulk")),
-               "ess_tail": float(az.ess(x, method="tail")), "r_hat": float(az.rhat(x))}
-        for q in probs:
-            key = f"q{round(100 * q):02d}"
-            row[key] = float(np.quantile(x, q))
-            row[f"mcse_{key}"] = float(az.mcse(x, method="quantile", prob=q))
-            row[f"ess_{key}"] = float(az.ess(x, method="quantile", prob=q))
-        out[label] = row
+        out[label] = {"mean": float(x.mean()), "sd": float(x.std(ddof=1)), "ess_bulk": float(az.ess(x, method="bulk")),
+                      "ess_tail": float(az.ess(x, method="tail")), "r_hat": float(az.rhat(x)),
+                      **quantile_summary(x, probs)}
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--warmup", type=int, default=1000)
-    parser.add_argument("--draws", type=int, default=2500)
-    parser.add_argument("--jobs", type=int, default=1, help="chains run in parallel processes")
-    parser.add_argument("--target-accept", type=float, default=0.95)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
+    args = reference_parser(__doc__, draws=2500, target_accept=0.95, out=OUT).parse_args()
     start = time.perf_counter()
     t, y = load_data()
     if not np.allclose(np.stack(simulate()), np.stack([t, y])):
@@ -182,11 +165,7 @@ def main() -> None:
         exact[label]["grid_error"] = {key: abs(exact[label][key] - coarse[label][key])
                                       for key in coarse[label] if key.startswith("q")}
     jobs = [(c, args.seed, args.warmup, args.draws, args.target_accept) for c in range(args.chains)]
-    if args.jobs > 1:
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            results = pool.map(run_chain, jobs)
-    else:
-        results = [run_chain(j) for j in jobs]
+    results = run_chains(run_chain, jobs, args.jobs)
     theta = np.stack([r["theta"] for r in results])  # (chain, draw, 3)
     summary = summarise(theta)
     for label in LABELS:
@@ -196,17 +175,11 @@ def main() -> None:
         "model": "logistic growth observed early (issue 9 finding 8; see benchmarks/heavy_tail_reference.py)",
         "data": str(DATA.relative_to(ROOT)),
         "sampler": "pyro NUTS, dense mass matrix, closed-form potential in u = log(r, K, sigma)",
-        "chains": args.chains, "warmup": args.warmup, "draws": args.draws, "seed": args.seed,
-        "target_accept": args.target_accept,
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "chain_seconds": [round(r["seconds"], 1) for r in results],
-        "divergences": [r["divergences"] for r in results],
-        "step_size": [r["step_size"] for r in results],
+        **run_record(args, results, start),
         "K_q99_over_median": k["q99"] / k["q50"],
         "parameters": summary,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(record, args.out)
     print(f"{'parameter':9s} {'q01':>10s} {'q50':>10s} {'q99':>10s}   (mcse)   exact q01/q50/q99   r_hat ess_tail")
     for label, row in summary.items():
         ex = row["quadrature"]

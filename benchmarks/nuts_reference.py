@@ -25,16 +25,24 @@ Usage (writes benchmarks/reference/lotka_volterra_nuts.json):
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import multiprocessing as mp
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import integrate, optimize, special
+from scipy import integrate, special
+
+from benchmarks.reference_common import (
+    NumpyPotential,
+    laplace_mode,
+    moment_summary,
+    reference_parser,
+    run_chains,
+    run_nuts,
+    run_record,
+    write_record,
+)
 
 __all__ = ["LABELS", "HareLynxPosterior", "ReferencePotential", "run_chain", "summarise"]
 
@@ -122,128 +130,57 @@ class HareLynxPosterior:
         return float(lp), grad
 
 
-class ReferencePotential(torch.autograd.Function):
-    """U(u) = -log p as a torch scalar whose backward is the analytic gradient (for Pyro's `potential_fn`)."""
-
-    @staticmethod
-    def forward(ctx, u: torch.Tensor, model: HareLynxPosterior) -> torch.Tensor:  # type: ignore[override]
-        lp, grad = model.log_density(u.detach().cpu().numpy())
-        ctx.save_for_backward(torch.as_tensor(-grad, dtype=u.dtype))
-        return torch.as_tensor(-lp if math.isfinite(lp) else math.inf, dtype=u.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        (g,) = ctx.saved_tensors
-        return grad_out * g, None
+#: the shared autograd wrapper (kept under its old name for importers)
+ReferencePotential = NumpyPotential
 
 
 def find_mode(model: HareLynxPosterior, *, seed: int = 0, starts: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """MAP in u by L-BFGS from prior-ish starts; returns (u_map, covariance from a finite-difference Hessian)."""
-    rng = np.random.default_rng(seed)
-    best = None
-    for _ in range(starts):
-        u0 = np.log([1.0, 0.05, 1.0, 0.05, 30.0, 5.0, 0.3, 0.3]) + rng.normal(0, 0.3, 8)
-        res = optimize.minimize(lambda u: tuple(-x for x in model.log_density(u)), u0, jac=True, method="L-BFGS-B")
-        if best is None or res.fun < best.fun:
-            best = res
-    u_map, h = best.x, 1e-5
-    hess = np.stack([(model.log_density(u_map + h * e)[1] - model.log_density(u_map - h * e)[1]) / (2 * h)
-                     for e in np.eye(8)])
-    cov = np.linalg.inv(-0.5 * (hess + hess.T))
-    return u_map, 0.5 * (cov + cov.T)
+    return laplace_mode(model, np.log([1.0, 0.05, 1.0, 0.05, 30.0, 5.0, 0.3, 0.3]), seed=seed, starts=starts)
 
 
 def run_chain(args: tuple[int, int, int, int, np.ndarray, np.ndarray, float]) -> dict:
     """One NUTS chain (seed, warmup, draws) started at an over-dispersed Laplace draw; returns theta draws."""
     chain, seed, warmup, draws, u_map, cov, target_accept = args
     torch.set_num_threads(1)
-    import pyro
-    from pyro.infer import MCMC, NUTS
-
     torch.set_default_dtype(torch.float64)
     model = HareLynxPosterior.hare_lynx()
     rng = np.random.default_rng(seed + 1000 * chain)
     u_init = rng.multivariate_normal(u_map, 4.0 * cov)  # 2x the Laplace sd: over-dispersed starts for R-hat
-    pyro.set_rng_seed(seed + chain)
-    kernel = NUTS(potential_fn=lambda p: ReferencePotential.apply(p["u"], model), full_mass=True,
-                  target_accept_prob=target_accept, max_tree_depth=10)
-    mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, initial_params={"u": torch.as_tensor(u_init)},
-                disable_progbar=True)
-    start = time.perf_counter()
-    mcmc.run()
-    seconds = time.perf_counter() - start
-    u = mcmc.get_samples()["u"].numpy()
-    diag = mcmc.diagnostics()
-    divergences = len(diag["divergences"]["chain 0"])
-    return {"theta": np.exp(u), "seconds": seconds, "n_evals": model.n_evals, "divergences": divergences,
-            "accepted_fraction": float(diag["acceptance rate"]["chain 0"]), "step_size": float(kernel.step_size)}
-
-
-def _ess_mean(x: np.ndarray) -> float:
-    from nde_lab.prob.diagnostics import _ess, _split
-
-    return _ess(_split(x))
+    out = run_nuts(lambda u: NumpyPotential.apply(u, model), u_init, seed=seed + chain, warmup=warmup, draws=draws,
+                   target_accept=target_accept)
+    return {"theta": np.exp(out.pop("u")), **out, "gradient_evaluations": model.n_evals}
 
 
 def summarise(theta: np.ndarray) -> dict[str, dict[str, float]]:
-    """theta (chain, draw, 8) -> per label: mean, sd, mcse_mean, mcse_sd, ess_bulk, ess_mean, r_hat, quantiles.
-
-    mcse_mean = sd / sqrt(ess_mean); mcse_sd by the delta method on the variance with the ESS of the
-    squared deviations (as ArviZ does): sqrt(var((x - m)^2) / ess_sq) / (2 sd).
-    """
-    from nde_lab.prob.diagnostics import ess_bulk, rhat
-
+    """theta (chain, draw, 8) -> per label: mean, sd, mcse_mean, mcse_sd, ess_bulk, ess_mean, r_hat, quantiles
+    (see `reference_common.moment_summary`)."""
     out = {}
     for i, label in enumerate(LABELS):
         x = theta[:, :, i]
-        mean, sd = float(x.mean()), float(x.std(ddof=1))
-        ess_m = _ess_mean(x)
-        dev2 = (x - mean) ** 2
-        mcse_sd = math.sqrt(float(dev2.var(ddof=1)) / _ess_mean(dev2)) / (2 * sd)
-        out[label] = {"mean": mean, "sd": sd, "mcse_mean": sd / math.sqrt(ess_m), "mcse_sd": mcse_sd,
-                      "ess_bulk": ess_bulk(x), "ess_mean": ess_m, "r_hat": rhat(x),
-                      "q05": float(np.quantile(x, 0.05)), "q50": float(np.quantile(x, 0.5)),
+        out[label] = {**moment_summary(x), "q05": float(np.quantile(x, 0.05)), "q50": float(np.quantile(x, 0.5)),
                       "q95": float(np.quantile(x, 0.95))}
     return out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--warmup", type=int, default=1000)
-    parser.add_argument("--draws", type=int, default=2000)
-    parser.add_argument("--jobs", type=int, default=1, help="chains run in parallel processes")
-    parser.add_argument("--target-accept", type=float, default=0.9)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args()
+    args = reference_parser(__doc__, draws=2000, target_accept=0.9, out=OUT).parse_args()
     start = time.perf_counter()
     model = HareLynxPosterior.hare_lynx()
     u_map, cov = find_mode(model, seed=args.seed)
     jobs = [(c, args.seed, args.warmup, args.draws, u_map, cov, args.target_accept) for c in range(args.chains)]
-    if args.jobs > 1:
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            results = pool.map(run_chain, jobs)
-    else:
-        results = [run_chain(j) for j in jobs]
+    results = run_chains(run_chain, jobs, args.jobs)
     theta = np.stack([r["theta"] for r in results])  # (chain, draw, 8)
     summary = summarise(theta)
     record = {
         "model": "hare-lynx Lotka-Volterra, issue 4 (see benchmarks/nuts_reference.py)",
         "sampler": "pyro NUTS, dense mass matrix, potential from scipy LSODA forward sensitivities (rtol=atol=1e-10)",
-        "chains": args.chains, "warmup": args.warmup, "draws": args.draws, "seed": args.seed,
-        "target_accept": args.target_accept,
-        "wall_seconds": round(time.perf_counter() - start, 1),
-        "chain_seconds": [round(r["seconds"], 1) for r in results],
-        "gradient_evaluations": [r["n_evals"] for r in results],
-        "divergences": [r["divergences"] for r in results],
-        "accepted_fraction": [r["accepted_fraction"] for r in results],  # Pyro's "acceptance rate" diagnostic
-        "step_size": [r["step_size"] for r in results],
+        **run_record(args, results, start,
+                     per_chain=("gradient_evaluations", "divergences", "accepted_fraction", "step_size")),
         "u_map": u_map.tolist(),
         "parameters": summary,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(record, args.out)
     print(f"{'parameter':14s} {'mean':>10s} {'sd':>10s} {'mcse_mean':>10s} {'mcse_sd':>9s} {'ess_bulk':>9s} {'r_hat':>7s}")
     for label, row in summary.items():
         print(f"{label:14s} {row['mean']:10.5g} {row['sd']:10.4g} {row['mcse_mean']:10.3g} {row['mcse_sd']:9.3g} "

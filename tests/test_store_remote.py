@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 import nde_lab
-from nde_lab.errors import StoreError
+from nde_lab.errors import RunConflictError, StoreError
 from nde_lab.store import RunWriter, locate
 from tests.cli import RECIPES, run_cli
+from tests.store_race import race
 
 OU = ("fit", "--config", str(RECIPES / "ou_fit.yaml"), "--trainer.max_epochs", "1", "--data.init_args.n_paths", "20",
       "--model.init_args.n_samples", "16")
@@ -95,6 +96,26 @@ def test_fit_open_query_save_list_on_an_s3_server(s3, tmp_path):
     assert np.isfinite(run.sample(4, seed=0)["y"].values).all()  # the model restores from the bucket
     with pytest.raises(StoreError, match="not reachable"):  # the CLI turns this StoreError into exit 2
         RunWriter("s3://no-such-bucket/runs", "ou_fit")
+
+
+def test_four_writers_on_one_name_on_an_s3_server_one_wins(s3):
+    """The lock is created by a conditional PUT (If-None-Match: *): one writer per name."""
+    store = "s3://lab/race"
+    outs = race(store, ["same"] * 4 + ["d1", "d2"])
+    same = outs[:4]
+    assert sum("WON" in o for o in same) == 1, outs
+    assert all("CONFLICT" in o and "s3://lab/race/exp/same" in o for o in same if "WON" not in o), outs
+    assert all("WON" in o for o in outs[4:]), outs
+    table = nde_lab.list_runs(store)
+    assert sorted(table["run_id"]) == ["d1", "d2", "same"] and set(table["status"]) == {"complete"}, table
+    assert not any(".partial" in k for k in locate(store).files())
+    with pytest.raises(RunConflictError, match="already exists"):  # a late writer of a published name
+        RunWriter(store, "exp", "same")
+    claim = locate(store) / "exp" / ".claimed.partial" / "lock.json"
+    claim.create_json({"token": "a"})  # the primitive: a conditional PUT, If-None-Match: *
+    with pytest.raises(FileExistsError):
+        claim.create_json({"token": "b"})
+    assert claim.read_json() == {"token": "a"}
 
 
 @pytest.mark.parametrize("store", ["foo://x", "s3:bucket", "gs://bucket", "memory://"])

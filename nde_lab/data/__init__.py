@@ -12,6 +12,8 @@ _EXPORTS = {
     "load_hare_lynx": "nde_lab.data.series",
     "load_series_csv": "nde_lab.data.series",
     "load_series_dataset": "nde_lab.data.series",
+    "BoardingSchool": "nde_lab.data.sources",
+    "load_boarding_school": "nde_lab.data.outbreaks",
     "HareLynx": "nde_lab.data.sources",
     "SeriesFile": "nde_lab.data.sources",
     "SeriesSource": "nde_lab.data.sources",

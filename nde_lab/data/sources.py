@@ -1,4 +1,4 @@
-"""Series sources a recipe can name: the spiral, the hare-lynx pelts, or a user's file."""
+"""Series sources a recipe can name: the spiral, the hare-lynx pelts, the boarding-school outbreak, or a user's file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from nde_lab.data.series import Series, load_hare_lynx, load_series_csv, load_se
 from nde_lab.data.spiral import spiral_series
 from nde_lab.errors import DataError
 
-__all__ = ["HareLynx", "SeriesFile", "SeriesSource", "Spiral"]
+__all__ = ["BoardingSchool", "HareLynx", "SeriesFile", "SeriesSource", "Spiral"]
 
 
 class SeriesSource(ABC):
@@ -39,6 +39,24 @@ class HareLynx(SeriesSource):
 
     def load(self) -> Series:
         return load_hare_lynx()
+
+
+class BoardingSchool(SeriesSource):
+    """The 1978 boarding-school influenza outbreak (763 pupils; shipped in the package).
+
+    Times are days since 1978-01-21 (counts at t = 1..14, so an SIR model starts at t0 = 0).
+
+    Args:
+        columns: counts to observe, among "in_bed" (pupils confined to bed) and "convalescent".
+    """
+
+    def __init__(self, columns: list[str] | None = None) -> None:
+        self.columns = list(columns) if columns is not None else ["in_bed"]
+
+    def load(self) -> Series:
+        from nde_lab.data.outbreaks import load_boarding_school
+
+        return load_boarding_school(self.columns)
 
 
 class SeriesFile(SeriesSource):

@@ -123,6 +123,33 @@ class Location:
     def write_json(self, value: Any) -> None:
         self.write_bytes(json.dumps(value, indent=1, allow_nan=False).encode())
 
+    def create_bytes(self, data: bytes) -> None:
+        """Create this file with `data` only if it does not exist yet, atomically: of concurrent
+        creators exactly one succeeds, the others get `FileExistsError`. Local files by `O_EXCL`; S3
+        by a conditional PUT (`If-None-Match: *`); `memory://` within its one process."""
+        if self.is_local:
+            target = Path(self.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return
+        try:
+            self.fs.pipe_file(self.path, data, mode="create")
+        except FileExistsError:
+            raise
+        except Exception as err:
+            if self.protocol == "s3":
+                raise StoreError(f"store {self.url!r}: the S3 server refused a conditional write (If-None-Match: *; "
+                                 f"{type(err).__name__}: {err}); the run store needs it to give each run name to "
+                                 "exactly one writer.") from err
+            raise
+
+    def create_json(self, value: Any) -> None:
+        """`create_bytes` of `value` as strict JSON."""
+        self.create_bytes(json.dumps(value, indent=1, allow_nan=False).encode())
+
     def remove(self) -> None:
         if self.exists():
             self.fs.rm(self.path, recursive=True)

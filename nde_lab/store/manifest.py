@@ -2,8 +2,8 @@
 
 `manifest.json` at the run's root is written last, in one atomic write (a rename locally, one PUT on
 an object store). It lists every file of the run (config, checkpoint, every Zarr metadata document
-and chunk) with its size, and the SHA-256 of every file that is not a chunk (chunks are Zstandard
-frames with their own content checksum, checked when decoded), the run's status and its groups. A run without a manifest was
+and chunk) with its size, and the SHA-256 of every file that is not a chunk (chunks end with their
+own CRC-32C, checked when decoded), the run's status and its groups. A run without a manifest was
 never committed; a run whose files disagree with its manifest is damaged. Reading trusts only what
 the manifest lists, so files left by an interrupted write (or a later `save`) are invisible.
 """
@@ -54,7 +54,7 @@ def hash_files(root: Path, prefix: str = "") -> dict[str, dict[str, Any]]:
             path = Path(folder) / name
             rel = prefix + path.relative_to(root).as_posix()
             files[rel] = {"size": path.stat().st_size}
-            if not _is_chunk(rel) and rel != ROOT_METADATA:  # chunks carry Zstandard's content checksum
+            if not _is_chunk(rel) and rel != ROOT_METADATA:  # chunks carry their own CRC-32C
                 files[rel]["sha256"] = _sha256(path)
     return files
 

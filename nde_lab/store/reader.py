@@ -173,7 +173,7 @@ class StoredRun:
         return target
 
     def check(self) -> None:
-        """Check every file against the manifest and decode every chunk (Zstandard checksums): reads
+        """Check every file against the manifest and decode every chunk (their CRC-32C): reads
         the whole run once; raises `RunDamagedError` naming the group and variable."""
         verify(self.location, self.manifest, self.location.files(), full=True)
         for name in self.groups:

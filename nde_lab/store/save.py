@@ -30,7 +30,7 @@ from nde_lab.store.location import Location
 from nde_lab.store.lock import is_alive, lock_record
 from nde_lab.store.manifest import MANIFEST, ROOT_METADATA, hash_files
 from nde_lab.store.schema import encode_group
-from nde_lab.store.writer import upload
+from nde_lab.store.writer import upload, writing
 
 __all__ = ["PROVENANCE_ATTR", "STAGING", "save_group"]
 
@@ -110,9 +110,9 @@ def save_group(run: Location, name: str, dataset: xr.Dataset, *, attrs: dict[str
         staging_root = Path(tempfile.mkdtemp(prefix="nde-lab-save-")) if not run.is_local else Path((run / STAGING).path)
         stage = staging_root / f"{name}-{uuid.uuid4().hex[:8]}"
         try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-                encoded.to_zarr(stage, mode="w-", zarr_format=3, consolidated=False, encoding=encoding)
+            with writing():
+                encoded.to_zarr(stage, mode="w-", zarr_format=3, consolidated=False, encoding=encoding,
+                                write_empty_chunks=True)
             prefix = f"{ZARR_NAME}/{name}/"
             files = {k: v for k, v in manifest["files"].items() if not k.startswith(prefix)}
             if name in manifest["groups"]:  # overwrite: first commit the run without the old group

@@ -6,6 +6,7 @@ Life of a run (docs/architecture.md, "The run store"):
 2. `complete`/`fail`: write `run.zarr` (every group, root attrs with the final status), then
    `manifest.json` (sizes and SHA-256 of every file) last, then publish: locally one rename of the
    hidden directory to `<run_id>`; on an object store, upload every file, the manifest last.
+On an object store the claim in 1. is the lock itself, created by a conditional PUT (`If-None-Match: *`).
 A run killed at any instant is absent, `running`/`dead` (a `.partial` with a lock), or settled.
 """
 
@@ -15,8 +16,10 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,12 @@ from nde_lab.store.lock import LOCK, Heartbeat, lock_record
 from nde_lab.store.manifest import MANIFEST, build_manifest
 from nde_lab.store.schema import encode_group
 
-__all__ = ["RunWriter", "upload", "write_tree"]
+__all__ = ["CLAIM_SETTLE_S", "UPLOAD_BATCH", "RunWriter", "upload", "write_tree", "writing"]
+
+#: files uploaded concurrently to an object store
+UPLOAD_BATCH = 16
+#: seconds between claiming a run's lock on an object store and reading it back
+CLAIM_SETTLE_S = 0.25
 
 
 def write_tree(groups: dict[str, xr.Dataset], path: Path | str | Any, attrs: dict[str, Any]) -> None:
@@ -49,9 +57,21 @@ def write_tree(groups: dict[str, xr.Dataset], path: Path | str | Any, attrs: dic
     plain `xr.open_datatree`; the lab's reader reads each committed group's own metadata).
     """
     tree, encoding = _prepare(groups, attrs)
-    with warnings.catch_warnings():
+    with writing():
+        tree.to_zarr(path, mode="w", zarr_format=3, consolidated=True, encoding=encoding, write_empty_chunks=True)
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """The settings of every write of run data: dask's local threads (never a distributed client
+    the caller may have open: the chunks are written from this process) and no warning about
+    consolidated metadata. Every chunk is stored, even one of fill values (`write_empty_chunks`):
+    a chunk missing from a run is always damage, and Zarr skips its scan for empty chunks."""
+    import dask
+
+    with warnings.catch_warnings(), dask.config.set(scheduler="threads"):
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        tree.to_zarr(path, mode="w", zarr_format=3, consolidated=True, encoding=encoding)
+        yield
 
 
 def _prepare(groups: dict[str, xr.Dataset], attrs: dict[str, Any]) -> tuple[xr.DataTree, dict[str, Any]]:
@@ -68,15 +88,16 @@ def _prepare(groups: dict[str, xr.Dataset], attrs: dict[str, Any]) -> tuple[xr.D
 
 
 def upload(local: Path, remote: Location, *, manifest_last: bool = True) -> None:
-    """Copy the local directory `local` to `remote` file by file, `manifest.json` last."""
+    """Copy the local directory `local` to `remote` (object stores: `UPLOAD_BATCH` files at a time),
+    `manifest.json` last, once everything else is there."""
     fs = remote.fs
     manifest = local / MANIFEST
-    for folder, _, names in os.walk(local):
-        for name in names:
-            path = Path(folder) / name
-            if path == manifest or name == LOCK:
-                continue
-            fs.put_file(str(path), (remote / path.relative_to(local).as_posix()).path)
+    sources = [Path(folder) / name for folder, _, names in os.walk(local) for name in names
+               if name != LOCK and Path(folder) / name != manifest]
+    if sources:
+        targets = [(remote / path.relative_to(local).as_posix()).path for path in sources]
+        batch = {"batch_size": UPLOAD_BATCH} if getattr(fs, "async_impl", False) else {}
+        fs.put([str(path) for path in sources], targets, **batch)
     if manifest_last and manifest.exists():
         fs.put_file(str(manifest), (remote / MANIFEST).path)
 
@@ -159,16 +180,35 @@ class RunWriter:
             if self.final.exists():
                 shutil.rmtree(self.work_dir)
                 raise RunConflictError(f"run {self.final.url} already exists.")
+            (self.partial / LOCK).write_json(record)
         else:
+            try:
+                self._claim_remote(record)
+            except RunConflictError:
+                shutil.rmtree(self.work_dir.parent, ignore_errors=True)
+                raise
             self.work_dir.mkdir(parents=True)
-        lock = self.partial / LOCK
-        lock.write_json(record)
-        # object stores: the last PUT wins; a writer that reads back another token lost the race
-        if not self.location.is_local and lock.read_json().get("token") != self.token:
-            raise RunConflictError(f"run {self.final.url} is being written by another writer.")
-        self._heartbeat = Heartbeat(lock, record).start()
+        self._heartbeat = Heartbeat(self.partial / LOCK, record).start()
         self.checkpoint_dir.mkdir()
         (self.work_dir / CONFIG_FILE).write_text(recipe_yaml)
+
+    def _claim_remote(self, record: dict[str, Any]) -> None:
+        """Object stores: create the lock by a conditional PUT (`If-None-Match: *`), so of concurrent
+        writers of one name exactly one gets it; the winner then re-checks that the run was not
+        published meanwhile (a finished writer removes its lock after uploading the run)."""
+        lock = self.partial / LOCK
+        try:
+            lock.create_json(record)
+        except FileExistsError as err:
+            raise RunConflictError(f"run {self.final.url} is being written by another writer.") from err
+        # a server whose conditional PUT is not atomic (moto's) may let a racing PUT overwrite the lock
+        # just after this one: read it back once that window has passed
+        time.sleep(CLAIM_SETTLE_S)
+        if lock.read_json().get("token") != self.token:
+            raise RunConflictError(f"run {self.final.url} is being written by another writer.")
+        if self.final.exists():
+            lock.remove()
+            raise RunConflictError(f"run {self.final.url} already exists.")
 
     def complete(self, groups: dict[str, xr.Dataset], attrs: dict[str, Any] | None = None) -> Path | Location:
         """Write every group with status `complete`, commit the manifest, publish the run."""

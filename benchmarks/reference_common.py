@@ -1,0 +1,173 @@
+"""Scaffolding shared by the long NUTS references (benchmarks/*_reference.py).
+
+Each reference writes its model a second time, independently of `nde_lab.prob`, as a numpy (or
+closed-form torch) log-density in unconstrained coordinates u, and samples it with Pyro's NUTS (dense
+mass matrix) in a few independent chains, one process per job. What they share lives here:
+
+- `NumpyPotential`: U(u) = -log p(u) as a torch scalar whose backward is the model's analytic gradient,
+  for a model object with `log_density(u: (P,) ndarray) -> (float, (P,) ndarray)`;
+- `laplace_mode`: the MAP in u by L-BFGS from jittered starts and the Laplace covariance there (chains
+  start from over-dispersed draws of it);
+- `run_nuts`: one seeded NUTS chain from a given start, with its diagnostics;
+- `run_chains`: the chains, serially or in a spawned process pool;
+- `moment_summary` / `quantile_summary`: per-scalar summaries with their Monte Carlo errors;
+- `reference_parser` / `run_record` / `write_record`: the command line and the JSON record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+__all__ = ["NumpyPotential", "laplace_mode", "moment_summary", "quantile_summary", "reference_parser", "run_chains", "run_nuts",
+           "run_record", "write_record"]
+
+
+class NumpyModel(Protocol):
+    def log_density(self, u: np.ndarray) -> tuple[float, np.ndarray]: ...
+
+
+class NumpyPotential(torch.autograd.Function):
+    """U(u) = -log p as a torch scalar whose backward is the analytic gradient (for Pyro's `potential_fn`).
+
+    `model.log_density(u)` returns (log p, d log p / du) for u (P,); a non-finite log p becomes U = inf.
+    """
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, model: NumpyModel) -> torch.Tensor:  # type: ignore[override]
+        lp, grad = model.log_density(u.detach().cpu().numpy())
+        ctx.save_for_backward(torch.as_tensor(-grad, dtype=u.dtype))
+        return torch.as_tensor(-lp if math.isfinite(lp) else math.inf, dtype=u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        (g,) = ctx.saved_tensors
+        return grad_out * g, None
+
+
+def laplace_mode(model: NumpyModel, center: np.ndarray, *, seed: int = 0, starts: int = 8, spread: float = 0.3,
+                 step: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """MAP in u (P,) by L-BFGS from `starts` points center + N(0, spread^2), and the Laplace covariance (P, P):
+    the inverse of minus the Hessian of log p, by central differences (`step`) of the analytic gradient."""
+    from scipy import optimize
+
+    rng = np.random.default_rng(seed)
+    center = np.asarray(center, dtype=float)
+    best = None
+    for _ in range(starts):
+        u0 = center + rng.normal(0, spread, center.size)
+        res = optimize.minimize(lambda u: tuple(-x for x in model.log_density(u)), u0, jac=True, method="L-BFGS-B")
+        if best is None or res.fun < best.fun:
+            best = res
+    u_map = best.x
+    hess = np.stack([(model.log_density(u_map + step * e)[1] - model.log_density(u_map - step * e)[1]) / (2 * step)
+                     for e in np.eye(center.size)])
+    cov = np.linalg.inv(-0.5 * (hess + hess.T))
+    return u_map, 0.5 * (cov + cov.T)
+
+
+def run_nuts(potential: Callable[[torch.Tensor], torch.Tensor], u_init: np.ndarray, *, seed: int, warmup: int,
+             draws: int, target_accept: float, max_tree_depth: int = 10) -> dict[str, Any]:
+    """One Pyro NUTS chain (dense mass matrix) on `potential(u)` from `u_init` (P,), Pyro seeded with `seed`.
+
+    Returns u (draws, P), seconds, divergences (count in the sampling phase), accepted_fraction (Pyro's
+    "acceptance rate" diagnostic) and the adapted step_size.
+    """
+    import pyro
+    from pyro.infer import MCMC, NUTS
+
+    pyro.set_rng_seed(seed)
+    kernel = NUTS(potential_fn=lambda p: potential(p["u"]), full_mass=True, target_accept_prob=target_accept,
+                  max_tree_depth=max_tree_depth)
+    mcmc = MCMC(kernel, num_samples=draws, warmup_steps=warmup, initial_params={"u": torch.as_tensor(u_init)},
+                disable_progbar=True)
+    start = time.perf_counter()
+    mcmc.run()
+    seconds = time.perf_counter() - start
+    diag = mcmc.diagnostics()
+    return {"u": mcmc.get_samples()["u"].numpy(), "seconds": seconds,
+            "divergences": len(diag["divergences"]["chain 0"]),
+            "accepted_fraction": float(diag["acceptance rate"]["chain 0"]), "step_size": float(kernel.step_size)}
+
+
+def run_chains(worker: Callable[[Any], dict], jobs: Sequence[Any], processes: int) -> list[dict]:
+    """`worker(job)` for every job: in a spawned pool of `processes` when > 1 (the worker must be a module-level
+    function of an importable module), else serially in this process."""
+    if processes > 1:
+        with mp.get_context("spawn").Pool(processes) as pool:
+            return pool.map(worker, jobs)
+    return [worker(j) for j in jobs]
+
+
+def _ess_mean(x: np.ndarray) -> float:
+    from nde_lab.prob.diagnostics import _ess, _split
+
+    return _ess(_split(x))
+
+
+def moment_summary(x: np.ndarray) -> dict[str, float]:
+    """Draws x (chain, draw) of one scalar -> mean, sd, mcse_mean, mcse_sd, ess_bulk, ess_mean, r_hat.
+
+    mcse_mean = sd / sqrt(ess_mean); mcse_sd by the delta method on the variance with the ESS of the
+    squared deviations (as ArviZ does): sqrt(var((x - m)^2) / ess_sq) / (2 sd). ESS and R-hat are the lab's
+    (rank-normalised split R-hat, Vehtari et al. 2021).
+    """
+    from nde_lab.prob.diagnostics import ess_bulk, rhat
+
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    ess_m = _ess_mean(x)
+    dev2 = (x - mean) ** 2
+    mcse_sd = math.sqrt(float(dev2.var(ddof=1)) / _ess_mean(dev2)) / (2 * sd)
+    return {"mean": mean, "sd": sd, "mcse_mean": sd / math.sqrt(ess_m), "mcse_sd": mcse_sd,
+            "ess_bulk": ess_bulk(x), "ess_mean": ess_m, "r_hat": rhat(x)}
+
+
+def quantile_summary(x: np.ndarray, probs: Iterable[float]) -> dict[str, float]:
+    """Draws x (chain, draw) -> per p: qNN, mcse_qNN, ess_qNN (ArviZ's quantile MCSE and ESS), NN = 100 p."""
+    import arviz as az
+
+    row = {}
+    for q in probs:
+        key = f"q{round(100 * q):02d}"
+        row[key] = float(np.quantile(x, q))
+        row[f"mcse_{key}"] = float(az.mcse(x, method="quantile", prob=q))
+        row[f"ess_{key}"] = float(az.ess(x, method="quantile", prob=q))
+    return row
+
+
+def reference_parser(doc: str | None, *, draws: int, target_accept: float, out: Path) -> argparse.ArgumentParser:
+    """The references' command line: --chains --warmup --draws --jobs --target-accept --seed --out."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=1000)
+    parser.add_argument("--draws", type=int, default=draws)
+    parser.add_argument("--jobs", type=int, default=1, help="chains run in parallel processes")
+    parser.add_argument("--target-accept", type=float, default=target_accept)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=out)
+    return parser
+
+
+def run_record(args: argparse.Namespace, results: list[dict], start: float,
+               per_chain: Sequence[str] = ("divergences", "step_size")) -> dict[str, Any]:
+    """The settings and per-chain sampler facts of a reference run (wall time measured from `start`)."""
+    return {"chains": args.chains, "warmup": args.warmup, "draws": args.draws, "seed": args.seed,
+            "target_accept": args.target_accept,
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "chain_seconds": [round(r["seconds"], 1) for r in results],
+            **{key: [r[key] for r in results] for key in per_chain}}
+
+
+def write_record(record: dict[str, Any], out: Path) -> None:
+    """The record as indented JSON at `out` (folders created)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
