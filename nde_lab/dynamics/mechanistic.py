@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal
 
@@ -153,12 +154,12 @@ class MechanisticField(VectorField):
         self.log_cap = float(log_cap)
 
     # ---- what a model writes --------------------------------------------------------------------------
+    @abstractmethod
     def rhs(self, t: Tensor, y: Tensor, p: Mapping[str, Tensor | float]) -> Tensor:
         """dy/dt in natural coordinates: y (*batch, D) -> (*batch, D).
 
         `p` maps every parameter name to a tensor of shape `batch` (theta's columns), every constant to
         a float and every input to its value at t."""
-        raise NotImplementedError(f"{type(self).__name__} must define rhs(t, y, p).")
 
     def rhs_log(self, t: Tensor, x: Tensor, p: Mapping[str, Tensor | float]) -> Tensor:
         """dx/dt for x = log y (default: rhs(t, e^x, p) / e^x); override when the division cancels
