@@ -14,6 +14,8 @@ _EXPORTS = {
     "load_series_dataset": "nde_lab.data.series",
     "BoardingSchool": "nde_lab.data.sources",
     "load_boarding_school": "nde_lab.data.outbreaks",
+    "DampedOscillatorData": "nde_lab.data.sources",
+    "load_damped_oscillator": "nde_lab.data.oscillator",
     "HareLynx": "nde_lab.data.sources",
     "SeriesFile": "nde_lab.data.sources",
     "SeriesSource": "nde_lab.data.sources",

@@ -1,4 +1,5 @@
-"""Series sources a recipe can name: the spiral, the hare-lynx pelts, the boarding-school outbreak, or a user's file."""
+"""Series sources a recipe can name: the spiral, the hare-lynx pelts, the boarding-school outbreak, the synthetic
+damped oscillator, or a user's file."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from nde_lab.data.series import Series, load_hare_lynx, load_series_csv, load_se
 from nde_lab.data.spiral import spiral_series
 from nde_lab.errors import DataError
 
-__all__ = ["BoardingSchool", "HareLynx", "SeriesFile", "SeriesSource", "Spiral"]
+__all__ = ["BoardingSchool", "DampedOscillatorData", "HareLynx", "SeriesFile", "SeriesSource", "Spiral"]
 
 
 class SeriesSource(ABC):
@@ -57,6 +58,19 @@ class BoardingSchool(SeriesSource):
         from nde_lab.data.outbreaks import load_boarding_school
 
         return load_boarding_school(self.columns)
+
+
+class DampedOscillatorData(SeriesSource):
+    """A damped oscillator's position x at t = 0.4..12.0 with Normal noise (synthetic; shipped in the package).
+
+    Made once by benchmarks/oscillator_data.py from omega 1.5, zeta 0.1, (x0, v0) = (1, 0.5) at t0 = 0,
+    noise sd 0.1 (`nde_lab.data.oscillator.OSCILLATOR_TRUE`).
+    """
+
+    def load(self) -> Series:
+        from nde_lab.data.oscillator import load_damped_oscillator
+
+        return load_damped_oscillator()
 
 
 class SeriesFile(SeriesSource):
