@@ -37,6 +37,7 @@ from benchmarks.reference_common import (
     NumpyPotential,
     laplace_mode,
     moment_summary,
+    quantile_summary,
     reference_parser,
     run_chains,
     run_nuts,
@@ -153,13 +154,12 @@ def run_chain(args: tuple[int, int, int, int, np.ndarray, np.ndarray, float]) ->
 
 
 def summarise(theta: np.ndarray) -> dict[str, dict[str, float]]:
-    """theta (chain, draw, 8) -> per label: mean, sd, mcse_mean, mcse_sd, ess_bulk, ess_mean, r_hat, quantiles
-    (see `reference_common.moment_summary`)."""
+    """theta (chain, draw, 8) -> per label: mean, sd, mcse_mean, mcse_sd, ess_bulk, ess_mean, r_hat, and q05,
+    q50, q95 with their MCSEs and ESS (`reference_common.moment_summary`, `quantile_summary`)."""
     out = {}
     for i, label in enumerate(LABELS):
         x = theta[:, :, i]
-        out[label] = {**moment_summary(x), "q05": float(np.quantile(x, 0.05)), "q50": float(np.quantile(x, 0.5)),
-                      "q95": float(np.quantile(x, 0.95))}
+        out[label] = {**moment_summary(x), **quantile_summary(x, (0.05, 0.5, 0.95))}
     return out
 
 

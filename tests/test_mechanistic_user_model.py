@@ -94,7 +94,7 @@ def _recipe(task: str, data_csv: str) -> str:
                   sigma: {{dist: HalfNormal, args: {{scale: 0.5}}}}
                 likelihood: {{family: LogNormal, scale: sigma}}
                 method: rk4
-                step_size: 0.25
+                step_size: 0.5
         """) + (textwrap.indent(textwrap.dedent("""\
             num_particles: 32
             lr: 0.01

@@ -106,6 +106,7 @@ def test_resume_runs_only_missing_points_and_records_failures(local_sweep):
     assert res.returncode == 1, res.stderr[-3000:]
     assert "9 point(s), 5 already in the store, running 4" in res.stderr
     after = nde_lab.open_sweep(store / "ou_sweep")
+    names_before = {p.name for p in runs_in(store)}
     status = after.runs["status"]
     assert (status.sel(n_paths=[20, 40]) == "complete").all()
     assert (status.sel(n_paths=0) == "failed").all()
@@ -116,6 +117,13 @@ def test_resume_runs_only_missing_points_and_records_failures(local_sweep):
     assert nde_lab.open_run(victim).status == "complete"
     assert not [p for p in runs_in(store) if p.name.endswith(".partial")]
     np.testing.assert_allclose(after.scalars["parameters.theta"].sel(n_paths=[20, 40]).values, theta, rtol=1e-12)
+    # the same name after the recipe changed: refused before anything runs, never mixed with the old points
+    edited = recipe.with_name("ou_sweep_edited.yaml")
+    edited.write_text(recipe.read_text().replace("conclusions:", "# edited\nconclusions:"))
+    res = run_cli("sweep", "--config", str(edited), "--experiment", "ou_sweep", "--grid", "data.init_args.n_paths=20,40",
+                  "--seeds", "3", *NAME, *BUDGET, store=store)
+    assert res.returncode == 2 and "sweep 'sw'" in res.stderr and "another recipe" in res.stderr, res.stderr[-2000:]
+    assert {p.name for p in runs_in(store)} == names_before
 
 
 def _free_port() -> int:

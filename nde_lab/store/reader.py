@@ -120,14 +120,19 @@ class StoredRun:
 
     def group(self, name: str, chunks: Any = None) -> xr.Dataset:
         """One group as a lazy Dataset (dask-backed with `chunks`, e.g. `{}` for the stored chunks or
-        `{"sample": 100}`); a missing group raises KeyError listing the groups present."""
+        `{"sample": 100}`); a missing group raises KeyError listing the groups present. Reading a
+        damaged chunk, now or later, raises `RunDamagedError` naming the group and variable."""
         if name not in self.groups:
             raise KeyError(f"run has no group {name!r}; it has {sorted(self.groups)}.")
+        from nde_lab.store.checked import CheckedZarrStore
+
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
             try:
-                return xr.open_dataset(self._zarr(), group=name, engine="zarr", consolidated=False, zarr_format=3,
-                                       decode_times=False, decode_timedelta=False, chunks=chunks)
+                store = CheckedZarrStore.open_group(self._zarr(), group=name, mode="r", consolidated=False,
+                                                    zarr_format=3)
+                store.run_url = self.location.url
+                return xr.open_dataset(store, decode_times=False, decode_timedelta=False, chunks=chunks)
             except (OSError, ValueError, KeyError) as err:
                 raise RunDamagedError(f"run {self.location.url!r}: group {name!r} cannot be read: {err}") from err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -34,14 +35,40 @@ class SweepPlan:
     """A validated sweep: recipe, grid, names and the task of every point (nothing has run)."""
 
     def __init__(self, recipe: Path, grid: Grid, store: Path, experiment: str, name: str,
-                 extra: list[str], conclusions: dict[str, Any]) -> None:
+                 extra: list[str], conclusions: dict[str, Any], identity: str = "") -> None:
         self.recipe, self.grid, self.store, self.experiment, self.name = recipe, grid, store, experiment, name
-        self.extra, self.conclusions = extra, conclusions
+        self.extra, self.conclusions, self.identity = extra, conclusions, identity
         self.points: list[Point] = grid.points(name)
 
     @property
     def record_path(self) -> Path:
         return self.store / self.experiment / SWEEPS_DIR / f"{self.name}.zarr"
+
+    @property
+    def identity_path(self) -> Path:
+        """`<name>.identity`: the hash of the recipe text and shared arguments the sweep's points were made
+        from, written before the first point runs. (Grid values and seeds may grow under one name: a point
+        is its grid index, seed and overrides, each recorded in its run's config.)"""
+        return self.store / self.experiment / SWEEPS_DIR / f"{self.name}.identity"
+
+    def check_identity(self) -> None:
+        """Refuse to resume a sweep of this name that was made from another recipe text or other shared
+        arguments: its settled points would be mixed, unseen, into the new sweep's record."""
+        if not self.identity_path.is_file():
+            return
+        stored = self.identity_path.read_text().strip()
+        if stored != self.identity:
+            raise RecipeError(
+                f"sweep {self.name!r} of experiment {self.experiment!r} in {self.store} was made from another recipe "
+                f"text or other shared fit arguments (identity {stored}, now {self.identity}): resuming it would mix its "
+                f"finished points with the new ones. Give another --name (or remove the old sweep's "
+                f"runs and {self.identity_path}).")
+
+    def claim_identity(self) -> None:
+        """Record the sweep's identity (checked first: never overwrites another sweep's)."""
+        self.check_identity()
+        self.identity_path.parent.mkdir(parents=True, exist_ok=True)
+        self.identity_path.write_text(self.identity + "\n")
 
     def task(self, point: Point) -> PointTask:
         return PointTask(recipe=str(self.recipe), store=str(self.store), experiment=self.experiment,
@@ -77,7 +104,10 @@ def plan_sweep(recipe: str | os.PathLike, grid: Mapping[str, Sequence[Any]] | No
     checked = validate_grid(str(path), values, seeds, extra)
     experiment = validate_name(experiment or path.stem, "experiment name")
     name = validate_name(name or f"sweep-{checked.identity(text + json.dumps(extra))}", "sweep name")
-    return SweepPlan(path, checked, resolve_store(store), experiment, name, extra, conclusions)
+    identity = hashlib.sha256(json.dumps({"recipe": text, "extra_args": extra}).encode()).hexdigest()[:12]
+    plan = SweepPlan(path, checked, resolve_store(store), experiment, name, extra, conclusions, identity)
+    plan.check_identity()
+    return plan
 
 
 def _row(plan: SweepPlan, point: Point, result: dict[str, Any] | None) -> dict[str, Any]:
@@ -117,7 +147,8 @@ def run_sweep(recipe: str | os.PathLike, grid: Mapping[str, Sequence[Any]] | Non
     Other arguments:
         store, experiment: where the runs and the record go (default store, the recipe's file name).
         name: the sweep's name (default `sweep-<hash of recipe, grid, seeds, extra_args>`); rerunning the
-            same sweep resumes it: points with a settled run are not run again.
+            same sweep resumes it: points with a settled run are not run again. A name already used by a
+            sweep of another recipe text or other extra_args is refused (RecipeError), never mixed.
         extra_args: fit arguments shared by every point (e.g. ["--trainer.max_epochs", "1"]).
         retries: Dask retries of a point whose task raised.
 
@@ -130,6 +161,12 @@ def run_sweep(recipe: str | os.PathLike, grid: Mapping[str, Sequence[Any]] | Non
     try:
         plan = plan_sweep(recipe, grid, seeds=seeds, store=store, experiment=experiment, name=name,
                           extra_args=extra_args)
+    except BaseException:
+        if owned:
+            ex.close()
+        raise
+    try:
+        plan.claim_identity()
     except BaseException:
         if owned:
             ex.close()
