@@ -328,5 +328,9 @@ def test_compile_option_gives_the_same_values(float64):
     f = Field()
     y0, t = torch.randn(8, 2), torch.linspace(0.0, 1.0, 3)
     eager = solve_ode(f, y0, t, ODESolverOptions(method="rk4", step_size=0.25)).y
+    validate = torch.distributions.Distribution._validate_args
+    assert validate  # torch's default (and Pyro's under __debug__)
     compiled = solve_ode(f, y0, t, ODESolverOptions(method="rk4", step_size=0.25, compile=True)).y
     assert torch.allclose(compiled, eager, atol=1e-12)
+    # dynamo's set-up switches distribution validation off process-wide; the option leaves it as it was
+    assert torch.distributions.Distribution._validate_args == validate

@@ -20,7 +20,13 @@ def compiled(vector_field: nn.Module) -> nn.Module:
         return _CACHE[vector_field]
     except (KeyError, TypeError):
         pass
-    fast = torch.compile(vector_field, dynamic=False)
+    # dynamo's first set-up (TorchPatcher.patch) switches torch.distributions' argument validation off
+    # for the whole process; a solver option must not silence the user's distributions, so restore it
+    validate = torch.distributions.Distribution._validate_args
+    try:
+        fast = torch.compile(vector_field, dynamic=False)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(validate)
     with contextlib.suppress(TypeError):  # not weak-referenceable: compile each call
         _CACHE[vector_field] = fast
     return fast
