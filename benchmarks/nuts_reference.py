@@ -30,17 +30,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import integrate, special
 
 from benchmarks.reference_common import (
     NumpyPotential,
+    laplace_chain,
     laplace_mode,
     moment_summary,
     quantile_summary,
     reference_parser,
     run_chains,
-    run_nuts,
     run_record,
     write_record,
 )
@@ -143,14 +142,9 @@ def find_mode(model: HareLynxPosterior, *, seed: int = 0, starts: int = 8) -> tu
 def run_chain(args: tuple[int, int, int, int, np.ndarray, np.ndarray, float]) -> dict:
     """One NUTS chain (seed, warmup, draws) started at an over-dispersed Laplace draw; returns theta draws."""
     chain, seed, warmup, draws, u_map, cov, target_accept = args
-    torch.set_num_threads(1)
-    torch.set_default_dtype(torch.float64)
-    model = HareLynxPosterior.hare_lynx()
-    rng = np.random.default_rng(seed + 1000 * chain)
-    u_init = rng.multivariate_normal(u_map, 4.0 * cov)  # 2x the Laplace sd: over-dispersed starts for R-hat
-    out = run_nuts(lambda u: NumpyPotential.apply(u, model), u_init, seed=seed + chain, warmup=warmup, draws=draws,
-                   target_accept=target_accept)
-    return {"theta": np.exp(out.pop("u")), **out, "gradient_evaluations": model.n_evals}
+    out = laplace_chain(HareLynxPosterior.hare_lynx(), u_map, cov, chain=chain, seed=seed, warmup=warmup, draws=draws,
+                        target_accept=target_accept)
+    return {"theta": np.exp(out.pop("u")), **out}
 
 
 def summarise(theta: np.ndarray) -> dict[str, dict[str, float]]:

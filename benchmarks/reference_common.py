@@ -8,9 +8,11 @@ mass matrix) in a few independent chains, one process per job. What they share l
   for a model object with `log_density(u: (P,) ndarray) -> (float, (P,) ndarray)`;
 - `laplace_mode`: the MAP in u by L-BFGS from jittered starts and the Laplace covariance there (chains
   start from over-dispersed draws of it);
-- `run_nuts`: one seeded NUTS chain from a given start, with its diagnostics;
+- `run_nuts`: one seeded NUTS chain from a given start, with its diagnostics; `laplace_chain`: one from an
+  over-dispersed Laplace draw;
 - `run_chains`: the chains, serially or in a spawned process pool;
-- `moment_summary` / `quantile_summary`: per-scalar summaries with their Monte Carlo errors;
+- `moment_summary` / `quantile_summary` / `full_summary` / `summarise_draws`: per-scalar summaries with their
+  Monte Carlo errors; `print_summary`: their table;
 - `reference_parser` / `run_record` / `write_record`: the command line and the JSON record.
 """
 
@@ -28,11 +30,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-__all__ = ["NumpyPotential", "laplace_mode", "moment_summary", "quantile_summary", "reference_parser", "run_chains", "run_nuts",
-           "run_record", "write_record"]
+__all__ = ["NumpyPotential", "full_summary", "laplace_chain", "laplace_mode", "moment_summary", "print_summary",
+           "quantile_summary", "reference_parser", "run_chains", "run_nuts", "run_record", "summarise_draws",
+           "write_record"]
 
 
 class NumpyModel(Protocol):
+    n_evals: int  # log-density evaluations so far
+
     def log_density(self, u: np.ndarray) -> tuple[float, np.ndarray]: ...
 
 
@@ -99,6 +104,19 @@ def run_nuts(potential: Callable[[torch.Tensor], torch.Tensor], u_init: np.ndarr
             "accepted_fraction": float(diag["acceptance rate"]["chain 0"]), "step_size": float(kernel.step_size)}
 
 
+def laplace_chain(model: NumpyModel, u_map: np.ndarray, cov: np.ndarray, *, chain: int, seed: int, warmup: int,
+                  draws: int, target_accept: float) -> dict[str, Any]:
+    """One chain of `run_nuts` on `model`'s potential (one torch thread, float64), started at an over-dispersed
+    Laplace draw u_map + N(0, 4 cov) (2x the Laplace sd, so R-hat can see chains that never mix), from its own
+    seeded generator; `run_nuts`'s record plus `gradient_evaluations` (the model's `n_evals`)."""
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)
+    u_init = np.random.default_rng(seed + 1000 * chain).multivariate_normal(u_map, 4.0 * cov)
+    out = run_nuts(lambda u: NumpyPotential.apply(u, model), u_init, seed=seed + chain, warmup=warmup, draws=draws,
+                   target_accept=target_accept)
+    return {**out, "gradient_evaluations": model.n_evals}
+
+
 def run_chains(worker: Callable[[Any], dict], jobs: Sequence[Any], processes: int) -> list[dict]:
     """`worker(job)` for every job: in a spawned pool of `processes` when > 1 (the worker must be a module-level
     function of an importable module), else serially in this process."""
@@ -142,6 +160,32 @@ def quantile_summary(x: np.ndarray, probs: Iterable[float]) -> dict[str, float]:
         row[f"mcse_{key}"] = float(az.mcse(x, method="quantile", prob=q))
         row[f"ess_{key}"] = float(az.ess(x, method="quantile", prob=q))
     return row
+
+
+def full_summary(x: np.ndarray, probs: Iterable[float]) -> dict[str, float]:
+    """Draws x (chain, draw) -> `moment_summary`, ArviZ's tail ESS and `quantile_summary` at `probs`."""
+    import arviz as az
+
+    return {**moment_summary(x), "ess_tail": float(az.ess(x, method="tail")), **quantile_summary(x, probs)}
+
+
+def summarise_draws(theta: np.ndarray, labels: Sequence[str], derived: dict[str, np.ndarray],
+                    probs: Iterable[float]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """theta (chain, draw, P) with P `labels`, and derived quantities (chain, draw) -> ({label: full_summary},
+    {name: full_summary})."""
+    probs = tuple(probs)
+    params = {label: full_summary(theta[:, :, i], probs) for i, label in enumerate(labels)}
+    return params, {name: full_summary(x, probs) for name, x in derived.items()}
+
+
+def print_summary(rows: dict[str, dict[str, float]], record: dict[str, Any], out: Path) -> None:
+    """The summaries of `full_summary` as a table on stdout, then divergences, wall time and where it went."""
+    print(f"{'quantity':14s} {'mean':>9s} {'sd':>9s} {'q05':>9s} {'q95':>9s} {'mcse_mean':>10s} {'ess_bulk':>9s} "
+          f"{'ess_tail':>9s} {'r_hat':>7s}")
+    for label, row in rows.items():
+        print(f"{label:14s} {row['mean']:9.4f} {row['sd']:9.4f} {row['q05']:9.4f} {row['q95']:9.4f} "
+              f"{row['mcse_mean']:10.2g} {row['ess_bulk']:9.0f} {row['ess_tail']:9.0f} {row['r_hat']:7.4f}")
+    print(f"divergences {record['divergences']}, wall {record['wall_seconds']} s, written to {out}")
 
 
 def reference_parser(doc: str | None, *, draws: int, target_accept: float, out: Path) -> argparse.ArgumentParser:

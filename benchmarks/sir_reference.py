@@ -30,18 +30,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import integrate, special
 
 from benchmarks.reference_common import (
-    NumpyPotential,
+    laplace_chain,
     laplace_mode,
-    moment_summary,
-    quantile_summary,
+    print_summary,
     reference_parser,
     run_chains,
-    run_nuts,
     run_record,
+    summarise_draws,
     write_record,
 )
 
@@ -156,27 +154,15 @@ def derived(theta: np.ndarray) -> dict[str, np.ndarray]:
 def run_chain(args: tuple[int, int, int, int, np.ndarray, np.ndarray, float]) -> dict:
     """One NUTS chain (seed, warmup, draws) started at an over-dispersed Laplace draw; returns theta draws."""
     chain, seed, warmup, draws, u_map, cov, target_accept = args
-    torch.set_num_threads(1)
-    torch.set_default_dtype(torch.float64)
-    model = OutbreakPosterior.boarding_school()
-    rng = np.random.default_rng(seed + 1000 * chain)
-    u_init = rng.multivariate_normal(u_map, 4.0 * cov)  # 2x the Laplace sd: over-dispersed starts for R-hat
-    out = run_nuts(lambda u: NumpyPotential.apply(u, model), u_init, seed=seed + chain, warmup=warmup, draws=draws,
-                   target_accept=target_accept)
-    return {"theta": np.exp(out.pop("u")), **out, "gradient_evaluations": model.n_evals}
-
-
-def _row(x: np.ndarray) -> dict[str, float]:
-    import arviz as az
-
-    return {**moment_summary(x), "ess_tail": float(az.ess(x, method="tail")), **quantile_summary(x, PROBS)}
+    out = laplace_chain(OutbreakPosterior.boarding_school(), u_map, cov, chain=chain, seed=seed, warmup=warmup, draws=draws,
+                        target_accept=target_accept)
+    return {"theta": np.exp(out.pop("u")), **out}
 
 
 def summarise(theta: np.ndarray) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """theta (chain, draw, 3) -> (parameters, derived): per quantity mean, sd, mcse_mean, mcse_sd, ess_bulk,
-    ess_mean, r_hat, ess_tail, and q05/q50/q95 with mcse_qNN and ess_qNN (`reference_common`)."""
-    params = {label: _row(theta[:, :, i]) for i, label in enumerate(LABELS)}
-    return params, {name: _row(x) for name, x in derived(theta).items()}
+    ess_mean, r_hat, ess_tail, and q05/q50/q95 with mcse_qNN and ess_qNN (`reference_common.summarise_draws`)."""
+    return summarise_draws(theta, LABELS, derived(theta), PROBS)
 
 
 def main() -> None:
@@ -203,12 +189,7 @@ def main() -> None:
     write_record(record, args.out)
     if args.out == OUT:
         np.savez_compressed(DRAWS, theta=theta.astype(np.float32), labels=np.array(LABELS))
-    print(f"{'quantity':14s} {'mean':>9s} {'sd':>9s} {'q05':>9s} {'q95':>9s} {'mcse_mean':>10s} {'ess_bulk':>9s} "
-          f"{'ess_tail':>9s} {'r_hat':>7s}")
-    for label, row in {**params, **extra}.items():
-        print(f"{label:14s} {row['mean']:9.4f} {row['sd']:9.4f} {row['q05']:9.4f} {row['q95']:9.4f} "
-              f"{row['mcse_mean']:10.2g} {row['ess_bulk']:9.0f} {row['ess_tail']:9.0f} {row['r_hat']:7.4f}")
-    print(f"divergences {record['divergences']}, wall {record['wall_seconds']} s, written to {args.out}")
+    print_summary({**params, **extra}, record, args.out)
 
 
 if __name__ == "__main__":

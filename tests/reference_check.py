@@ -17,7 +17,7 @@ import numpy as np
 
 from nde_lab.query.montecarlo import quantile_mcse
 
-__all__ = ["STATISTICS", "compare_to_reference", "fit_statistics"]
+__all__ = ["STATISTICS", "compare_to_reference", "fit_statistics", "recipe_program"]
 
 #: the statistics compared, with the reference's key for their Monte Carlo error
 STATISTICS = {"mean": "mcse_mean", "sd": "mcse_sd", "q05": "mcse_q05", "q95": "mcse_q95"}
@@ -96,3 +96,19 @@ def compare_to_reference(posterior_draws: Mapping[str, np.ndarray], ess: Mapping
                 failures.append(f"{name} {key}: fit {est:.5g} (mcse {mcse:.2g}), reference {row[key]:.5g} "
                                 f"(mcse {row[mcse_key]:.2g}), difference {est - row[key]:+.3g} > tolerance {tol:.3g}")
     return failures
+
+
+def recipe_program(recipe: Path, times: Any, values: Any, state_names: list[str], **solver: Any) -> Any:
+    """The `ODEProgram` of a recipe (its priors, likelihood and model), solver options replaced by `solver`,
+    bound to the series `values` (time, column) observed at `times`."""
+    import yaml
+
+    from nde_lab.prob import Likelihood, ODEProgram, Prior, SeriesData
+
+    cfg = dict(yaml.safe_load(Path(recipe).read_text())["model"]["init_args"]["program"]["init_args"])
+    cfg.update(solver)
+    cfg["priors"] = {k: Prior(**v) for k, v in cfg["priors"].items()}
+    cfg["likelihood"] = Likelihood(**cfg["likelihood"])
+    program = ODEProgram(**cfg)
+    program.bind(SeriesData(times=times, values=values, state_names=list(state_names)))
+    return program

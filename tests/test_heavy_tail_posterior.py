@@ -19,16 +19,17 @@ import arviz as az
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import nde_lab
-from nde_lab.prob import Likelihood, ODEProgram, Prior, SeriesData
+from nde_lab.prob import ODEProgram, SeriesData
 from nde_lab.prob.diagnostics import resampled_ess
 from nde_lab.prob.fast import Unconstrained
 from nde_lab.query.montecarlo import quantile_mcse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from reference_check import recipe_program  # noqa: E402
+
 from benchmarks.heavy_tail_reference import LABELS, OUT, load_data, log_density  # noqa: E402
 
 REFERENCE = json.loads(OUT.read_text())
@@ -37,15 +38,9 @@ TAILS = (0.01, 0.99)
 
 
 def _program(**solver) -> ODEProgram:
-    """The recipe's program, its solver options replaced by `solver`."""
-    cfg = dict(yaml.safe_load(RECIPE.read_text())["model"]["init_args"]["program"]["init_args"])
-    cfg.update(solver)
-    cfg["priors"] = {k: Prior(**v) for k, v in cfg["priors"].items()}
-    cfg["likelihood"] = Likelihood(**cfg["likelihood"])
-    prog = ODEProgram(**cfg)
+    """The recipe's program with the solver options replaced by `solver`, bound to its data."""
     t, y = load_data()
-    prog.bind(SeriesData(times=t, values=y[:, None], state_names=["y"]))
-    return prog
+    return recipe_program(RECIPE, t, y[:, None], ["y"], **solver)
 
 
 def test_reference_is_long_converged_and_heavy_tailed():

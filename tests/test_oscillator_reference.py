@@ -13,7 +13,6 @@ import arviz as az
 import numpy as np
 import pytest
 import torch
-import yaml
 from jsonargparse import ArgumentParser
 from scipy import integrate, special
 
@@ -21,13 +20,13 @@ import nde_lab
 from nde_lab.data import DampedOscillatorData, load_damped_oscillator
 from nde_lab.data.oscillator import OSCILLATOR_NOISE_SD, OSCILLATOR_TRUE
 from nde_lab.data.tabular import SeriesObservationsDataModule
-from nde_lab.prob import Likelihood, ODEProgram, Prior, SeriesData
+from nde_lab.prob import ODEProgram
 from nde_lab.prob.diagnostics import resampled_ess
 from nde_lab.prob.fast import Unconstrained
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from reference_check import compare_to_reference  # noqa: E402
+from reference_check import compare_to_reference, recipe_program  # noqa: E402
 
 from benchmarks.oscillator_data import SEED, TIMES, closed_form_x  # noqa: E402
 from benchmarks.oscillator_reference import (  # noqa: E402
@@ -104,15 +103,9 @@ def _points(n: int, scale: float) -> np.ndarray:
 
 
 def _lab_program(**solver) -> ODEProgram:
-    """The recipe's program (priors, likelihood, model) with the solver options replaced by `solver`."""
-    cfg = dict(yaml.safe_load(RECIPE.read_text())["model"]["init_args"]["program"]["init_args"])
-    cfg.update(solver)
-    cfg["priors"] = {k: Prior(**v) for k, v in cfg["priors"].items()}
-    cfg["likelihood"] = Likelihood(**cfg["likelihood"])
-    prog = ODEProgram(**cfg)
+    """The recipe's program with the solver options replaced by `solver`, bound to its data."""
     s = load_damped_oscillator()
-    prog.bind(SeriesData(times=s.times, values=s.values, state_names=list(s.state_names)))
-    return prog
+    return recipe_program(RECIPE, s.times, s.values, list(s.state_names), **solver)
 
 
 def _posterior_points(n: int) -> np.ndarray:

@@ -11,18 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import nde_lab
 from nde_lab.data.series import load_hare_lynx
-from nde_lab.prob import Likelihood, ODEProgram, Prior, SeriesData
+from nde_lab.prob import ODEProgram
 from nde_lab.prob.diagnostics import resampled_ess
 from nde_lab.prob.fast import Unconstrained
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from figures_check import check_figures  # noqa: E402
-from reference_check import compare_to_reference  # noqa: E402
+from reference_check import compare_to_reference, recipe_program  # noqa: E402
 
 from benchmarks.nuts_reference import LABELS, OUT, HareLynxPosterior  # noqa: E402
 
@@ -31,15 +30,9 @@ RECIPE = ROOT / "recipes" / "lotka_volterra_bayes.yaml"
 
 
 def _lab_program(**solver) -> ODEProgram:
-    """The recipe's program (priors, likelihood) with the solver options replaced by `solver`."""
-    cfg = dict(yaml.safe_load(RECIPE.read_text())["model"]["init_args"]["program"]["init_args"])
-    cfg.update(solver)
-    cfg["priors"] = {k: Prior(**v) for k, v in cfg["priors"].items()}
-    cfg["likelihood"] = Likelihood(**cfg["likelihood"])
-    prog = ODEProgram(**cfg)
+    """The recipe's program with the solver options replaced by `solver`, bound to its data."""
     s = load_hare_lynx()
-    prog.bind(SeriesData(times=s.times, values=s.values, state_names=list(s.state_names)))
-    return prog
+    return recipe_program(RECIPE, s.times, s.values, list(s.state_names), **solver)
 
 
 def _points(n: int, scale: float = 1.0) -> np.ndarray:

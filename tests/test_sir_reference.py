@@ -13,20 +13,19 @@ import arviz as az
 import numpy as np
 import pytest
 import torch
-import yaml
 from scipy import stats
 from torchdiffeq import odeint
 
 import nde_lab
 from nde_lab.data import load_boarding_school
-from nde_lab.prob import Likelihood, ODEProgram, Prior, SeriesData
+from nde_lab.prob import ODEProgram
 from nde_lab.prob.diagnostics import resampled_ess
 from nde_lab.prob.fast import Unconstrained
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from figures_check import check_figures  # noqa: E402
-from reference_check import compare_to_reference  # noqa: E402
+from reference_check import compare_to_reference, recipe_program  # noqa: E402
 
 from benchmarks.sir_reference import (  # noqa: E402
     DERIVED,
@@ -123,15 +122,9 @@ def test_labs_sir_field_gives_the_reference_trajectory(float64):
 
 
 def _lab_program(**solver) -> ODEProgram:
-    """The recipe's program (priors, likelihood, model) with the solver options replaced by `solver`."""
-    cfg = dict(yaml.safe_load(RECIPE.read_text())["model"]["init_args"]["program"]["init_args"])
-    cfg.update(solver)
-    cfg["priors"] = {k: Prior(**v) for k, v in cfg["priors"].items()}
-    cfg["likelihood"] = Likelihood(**cfg["likelihood"])
-    prog = ODEProgram(**cfg)
+    """The recipe's program with the solver options replaced by `solver`, bound to its data."""
     s = load_boarding_school()
-    prog.bind(SeriesData(times=s.times, values=s.values, state_names=list(s.state_names)))
-    return prog
+    return recipe_program(RECIPE, s.times, s.values, list(s.state_names), **solver)
 
 
 def test_recipe_density_equals_the_reference(float64):

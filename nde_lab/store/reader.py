@@ -186,6 +186,8 @@ class StoredRun:
             for var_name, var in dataset.variables.items():
                 try:
                     var.load()
+                except RunDamagedError:
+                    raise  # a chunk that fails its check: the reader's error already names group and variable
                 except Exception as err:
                     raise RunDamagedError(f"run {self.location.url!r}: group {name!r}, variable {var_name!r}: "
                                           f"a chunk cannot be decoded ({type(err).__name__}: {err}).") from err
