@@ -69,7 +69,7 @@ def test_altered_metadata_and_chunks_are_refused(tmp_path):
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2] ^= 0xFF
     chunk.write_bytes(bytes(data))
-    with pytest.raises(RunDamagedError, match="group 'trajectories', variable 'y'.*cannot be decoded"):
+    with pytest.raises(RunDamagedError, match="group 'trajectories', variable 'y'.*cannot be read or decoded"):
         nde_lab.open_run(final2, full_check=True)
     # without the full check the run opens (sizes match) and the CRC-32C fails when the chunk is decoded:
     # eagerly, lazily through dask, or one element at a time, always the lab's error naming the variable
