@@ -42,17 +42,19 @@ def main() -> None:
         lines += ["| " + " | ".join(_format(row.get(c, "")) for c in columns) + " |" for row in rows]
         sections.append("\n".join(lines))
         print("\n".join(lines), flush=True)
-    header = (
-        "# Benchmarks\n\n"
-        f"Written by `tox -e bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} torch thread(s), torch {torch.__version__}, Python {platform.python_version()}.\n"
-        "Times are wall-clock; compare ratios, which transfer between machines better than absolute times.\n"
-    )
-    if args.only and OUT.exists():  # keep the other modules' sections as they are
-        kept = {part.split(" ", 1)[0]: "## " + part.rstrip("\n") for part in OUT.read_text().split("\n## ")[1:]}
+    setting = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), "
+               f"torch {torch.__version__}, Python {platform.python_version()}")
+    written = f"Written by `tox -e bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {setting}.\n"
+    note = "Times are wall-clock; compare ratios, which transfer between machines better than absolute times.\n"
+    header = "# Benchmarks\n\n" + written + note
+    if args.only and OUT.exists():  # keep the other modules' sections, and the line saying when they ran
+        old = OUT.read_text()
+        first = next((line + "\n" for line in old.splitlines() if line.startswith("Written by")), written)
+        kept = {part.split(" ", 1)[0]: "## " + part.rstrip("\n") for part in old.split("\n## ")[1:]}
         kept.update({sec[3:].split(" ", 1)[0]: sec for sec in sections})
         sections = [kept[name] for name in dict.fromkeys([*kept, *args.only]) if name in kept]
-        header += f"Sections {', '.join(args.only)} re-run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (`--only`).\n"
+        header = ("# Benchmarks\n\n" + first + note + f"Sections {', '.join(args.only)} re-run on "
+                  f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {setting} (`--only`).\n")
     OUT.write_text(header + "\n" + "\n\n".join(sections) + "\n")
     print(f"wrote {OUT}")
 

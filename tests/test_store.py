@@ -126,3 +126,23 @@ def test_list_runs_has_one_row_per_run(tmp_path):
 def test_opening_something_that_is_not_a_run(tmp_path):
     with pytest.raises(StoreError, match="is not a run directory"):
         nde_lab.open_run(tmp_path)
+
+
+def test_store_throughput_benchmark_runs_and_its_table_meets_the_target(monkeypatch):
+    """benchmarks/bench_store.py round-trips an ensemble through the store (a small one here: a smoke
+    check, not a timing), and docs/benchmarks.md, which it writes at 1 GB, shows both directions at
+    >= 50% of numpy's throughput (issue 8)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root))
+    from benchmarks import bench_store
+
+    rows = bench_store.run(megabytes=2, rounds=1)
+    assert [row["operation"] for row in rows] == ["write", "read"]
+    assert all(row["store/numpy throughput"] > 0 and row["stored MB"] <= row["MB"] for row in rows)
+    text = (root / "docs" / "benchmarks.md").read_text()
+    section = text[text.index("## bench_store"):].split("\n## ")[0]
+    for operation in ("write", "read"):
+        cells = next(line for line in section.splitlines() if line.startswith(f"| {operation} |")).split("|")
+        assert cells[2].strip() == "1024" and float(cells[5]) >= 0.5, cells
