@@ -146,3 +146,28 @@ def test_store_throughput_benchmark_runs_and_its_table_meets_the_target(monkeypa
     for operation in ("write", "read"):
         cells = next(line for line in section.splitlines() if line.startswith(f"| {operation} |")).split("|")
         assert cells[2].strip() == "1024" and float(cells[5]) >= 0.5, cells
+
+
+def test_writing_a_run_uses_local_threads_without_importing_or_using_distributed(tmp_path):
+    """A multi-chunk write goes through dask's local threads: `distributed` is not imported for it
+    (dask imports it for a scheduler given by name, ~0.3 s per process), and a client the caller has
+    open gets no task of it."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+import numpy as np, xarray as xr
+from nde_lab.store.writer import write_tree
+group = {{"paths": xr.Dataset({{"y": (("sample", "time"), np.ones((3000, 1000), np.float32))}})}}
+write_tree(group, {str(tmp_path / "a.zarr")!r}, {{}})
+assert "distributed" not in sys.modules, "distributed was imported"
+from distributed import Client, get_task_stream
+with Client(processes=False, n_workers=1, dashboard_address=None) as client, get_task_stream(client) as tasks:
+    write_tree(group, {str(tmp_path / "b.zarr")!r}, {{}})
+assert tasks.data == [], tasks.data
+assert xr.open_zarr({str(tmp_path / "b.zarr/paths")!r}, consolidated=False)["y"].chunks == ((2097, 903), (1000,))
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

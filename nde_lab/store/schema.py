@@ -117,7 +117,7 @@ def encode_group(name: str, dataset: xr.Dataset) -> tuple[xr.Dataset, dict[str, 
 
     A numeric variable of more than one chunk is returned dask-backed in exactly its Zarr chunks, so
     the write hands Zarr whole chunks (no merge of each chunk into a fill-valued buffer, chunks
-    encoded on every core); write it under `dask.config.set(scheduler="threads")`."""
+    encoded on every core); write it under `writer.writing()` (dask's local threads)."""
     from nde_lab.store.attrs import jsonable
 
     dataset = dataset.copy()

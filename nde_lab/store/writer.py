@@ -68,8 +68,11 @@ def writing() -> Iterator[None]:
     consolidated metadata. Every chunk is stored, even one of fill values (`write_empty_chunks`):
     a chunk missing from a run is always damage, and Zarr skips its scan for empty chunks."""
     import dask
+    import dask.threaded
 
-    with warnings.catch_warnings(), dask.config.set(scheduler="threads"):
+    # the scheduler function, not its name "threads": for a name, dask imports `distributed` (~0.3 s
+    # in every process that writes a run) only to look for a client it would then not use
+    with warnings.catch_warnings(), dask.config.set(scheduler=dask.threaded.get):
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         yield
 
