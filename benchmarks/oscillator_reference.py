@@ -34,12 +34,10 @@ from scipy import special
 from benchmarks.reference_common import (
     laplace_chain,
     laplace_mode,
-    print_summary,
     reference_parser,
     run_chains,
-    run_record,
     summarise_draws,
-    write_record,
+    write_reference,
 )
 
 __all__ = ["DERIVED", "DRAWS", "LABELS", "OUT", "PROBS", "OscillatorPosterior", "derived", "run_chain", "summarise"]
@@ -170,23 +168,13 @@ def main() -> None:
                               seed=args.seed, spread=0.1)
     jobs = [(c, args.seed, args.warmup, args.draws, u_map, cov, args.target_accept) for c in range(args.chains)]
     results = run_chains(run_chain, jobs, args.jobs)
-    theta = np.stack([r["theta"] for r in results])  # (chain, draw, 5)
-    params, extra = summarise(theta)
-    record = {
+    about = {
         "model": "damped oscillator, closed-form x(t) + Normal noise, issue 12 (see benchmarks/oscillator_reference.py)",
         "data": "nde_lab/data/files/damped_oscillator.csv (synthetic: x at t = 0.4..12.0, benchmarks/oscillator_data.py)",
         "sampler": "pyro NUTS, dense mass matrix, potential from the closed-form solution with its analytic gradient",
-        **run_record(args, results, start,
-                     per_chain=("gradient_evaluations", "divergences", "accepted_fraction", "step_size")),
-        "u_map": u_map.tolist(),
-        "draws_file": str(DRAWS.relative_to(ROOT)) if args.out == OUT else None,
-        "parameters": params,
-        "derived": extra,
     }
-    write_record(record, args.out)
-    if args.out == OUT:
-        np.savez_compressed(DRAWS, theta=theta.astype(np.float32), labels=np.array(LABELS))
-    print_summary({**params, **extra}, record, args.out)
+    write_reference(args, results, start, about=about, u_map=u_map, labels=LABELS, derived=derived, probs=PROBS,
+                    draws=DRAWS, default_out=OUT, root=ROOT)
 
 
 if __name__ == "__main__":

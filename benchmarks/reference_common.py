@@ -215,3 +215,31 @@ def write_record(record: dict[str, Any], out: Path) -> None:
     """The record as indented JSON at `out` (folders created)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
+
+
+#: the per-chain sampler facts every Laplace-started reference records
+LAPLACE_CHAIN_FACTS = ("gradient_evaluations", "divergences", "accepted_fraction", "step_size")
+
+
+def write_reference(args: argparse.Namespace, results: list[dict], start: float, *, about: dict[str, str],
+                    u_map: np.ndarray, labels: Sequence[str], derived: Callable[[np.ndarray], dict[str, np.ndarray]],
+                    probs: Iterable[float], draws: Path, default_out: Path, root: Path) -> None:
+    """Summarise the chains' draws (each result's `theta`, (draw, P)), write the record (`about`: model,
+    data, sampler; the run's settings and per-chain facts; the mode; the summaries) to `args.out` and, for
+    the bundled record (`args.out == default_out`), the draws as float32 to `draws`; print the table."""
+    theta = np.stack([r["theta"] for r in results])  # (chain, draw, P)
+    params, extra = summarise_draws(theta, labels, derived(theta), probs)
+    bundled = args.out == default_out
+    record = {
+        **about,
+        **run_record(args, results, start, per_chain=LAPLACE_CHAIN_FACTS),
+        "u_map": u_map.tolist(),
+        "draws_file": str(draws.relative_to(root)) if bundled else None,
+        "parameters": params,
+        "derived": extra,
+    }
+    write_record(record, args.out)
+    if bundled:
+        np.savez_compressed(draws, theta=theta.astype(np.float32), labels=np.array(labels))
+    print_summary({**params, **extra}, record, args.out)
+

@@ -35,12 +35,10 @@ from scipy import integrate, special
 from benchmarks.reference_common import (
     laplace_chain,
     laplace_mode,
-    print_summary,
     reference_parser,
     run_chains,
-    run_record,
     summarise_draws,
-    write_record,
+    write_reference,
 )
 
 __all__ = ["DERIVED", "DRAWS", "LABELS", "OUT", "PROBS", "OutbreakPosterior", "derived", "run_chain", "summarise"]
@@ -172,24 +170,14 @@ def main() -> None:
     u_map, cov = laplace_mode(model, np.log([1.7, 0.5, 10.0]), seed=args.seed)
     jobs = [(c, args.seed, args.warmup, args.draws, u_map, cov, args.target_accept) for c in range(args.chains)]
     results = run_chains(run_chain, jobs, args.jobs)
-    theta = np.stack([r["theta"] for r in results])  # (chain, draw, 3)
-    params, extra = summarise(theta)
-    record = {
+    about = {
         "model": "boarding-school influenza 1978, SIR + negative binomial, issue 12 (see benchmarks/sir_reference.py)",
         "data": "nde_lab/data/files/boarding_school_influenza_1978.csv (in_bed, t = 1..14 days since 1978-01-21)",
         "sampler": "pyro NUTS, dense mass matrix, potential from scipy LSODA forward sensitivities "
                    f"(rtol={model.rtol:g}, atol={model.atol:g})",
-        **run_record(args, results, start,
-                     per_chain=("gradient_evaluations", "divergences", "accepted_fraction", "step_size")),
-        "u_map": u_map.tolist(),
-        "draws_file": str(DRAWS.relative_to(ROOT)) if args.out == OUT else None,
-        "parameters": params,
-        "derived": extra,
     }
-    write_record(record, args.out)
-    if args.out == OUT:
-        np.savez_compressed(DRAWS, theta=theta.astype(np.float32), labels=np.array(LABELS))
-    print_summary({**params, **extra}, record, args.out)
+    write_reference(args, results, start, about=about, u_map=u_map, labels=LABELS, derived=derived, probs=PROBS,
+                    draws=DRAWS, default_out=OUT, root=ROOT)
 
 
 if __name__ == "__main__":
