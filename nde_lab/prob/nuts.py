@@ -56,11 +56,13 @@ class FlatPotential:
         self.n_evals = 0
 
     def log_density(self, u: Tensor) -> Tensor:
-        n = u.shape[0]
         if not self.direct:
             return self.unc.log_density(u)
+        return self._summed(*self.unc.to_params(u), u.shape[0])
+
+    def _summed(self, params: dict[str, Tensor], lp: Tensor, n: int) -> Tensor:
+        """log p(y, theta) + log|J| (n,) from the constrained params and the log-Jacobian `lp` (n,)."""
         prog = self.program
-        params, lp = self.unc.to_params(u)
         for name, value in params.items():
             lp = lp + prog.prior(name).log_prob(value).reshape(n, -1).sum(-1)
         obs = prog.observation_dist(params).log_prob(prog.observed)
@@ -69,12 +71,15 @@ class FlatPotential:
     def finite_log_density(self, u: Tensor) -> Tensor | None:
         """log_density(u)[0] for one point u (1, P), or None where it is not finite: a parameter that
         overflows its support (exp(u) = inf) or a solve that fails (a far-out proposal)."""
-        with torch.no_grad():
-            params, _ = self.unc.to_params(u.detach())
-        if not all(bool(torch.isfinite(v).all()) for v in params.values()):
+        if self.direct:  # one pass through the transforms serves both the check and the density
+            params, log_jac = self.unc.to_params(u)
+        else:
+            with torch.no_grad():
+                params, _ = self.unc.to_params(u.detach())
+        if not all(bool(torch.isfinite(v.detach()).all()) for v in params.values()):
             return None
         try:
-            lp = self.log_density(u)[0]
+            lp = (self._summed(params, log_jac, 1) if self.direct else self.log_density(u))[0]
         except SolverError:
             return None
         return lp if bool(torch.isfinite(lp)) else None
