@@ -8,11 +8,11 @@ nuts_numpyro.py` (wall includes JIT compilation), run with the python of `NUTS_N
 row is left out when none does. ESS: ArviZ bulk ESS, min over the 8 scalar parameters; ESS/s = min
 ESS / wall. The 1-minute load average before each run is in the notes (2-core machine).
 
-Where the lab's time goes (one gradient of the potential at the posterior mode, 3.1 ms, cProfile):
+Where the lab's time goes (one gradient of the potential at the posterior mode, 2.8 ms, cProfile):
 LSODA with its pure-Python sensitivity right-hand side ~1.2 ms, the torch forward pass (priors,
-transforms, likelihood) ~0.8 ms, its backward ~0.6 ms; Pyro's NUTS adds ~0.5 ms per leapfrog step.
-NumPyro's JIT-compiled step costs ~0.7 ms, so NumPyro needs about a fifth of the lab's CPU time for
-the same ESS. An earlier run on a machine shared with test runs (load ~5) took 1236 s and 1660 s and
+transforms, likelihood, the solver's set-up) ~0.9 ms, its backward ~0.6 ms; Pyro's NUTS adds ~0.4 ms
+per leapfrog step. NumPyro's JIT-compiled step costs ~0.7 ms, so NumPyro needs about a quarter of
+the lab's CPU time for the same ESS. An earlier run on a machine shared with test runs (load ~5) took 1236 s and 1660 s and
 gave the lab 1.39x NumPyro's ESS/s: load, not the samplers; quote the quiet figures in the table.
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_nuts      (or: python -m benchmarks.run --only bench_nuts)

@@ -63,3 +63,28 @@ def test_check_figures_accepts_the_spread_and_rejects_a_value_outside_it():
     assert check_figures("spiral_node", _fake_run(stats["values"][0]))["solver_stats.full_series_mae"] == stats["values"][0]
     with pytest.raises(AssertionError, match="outside the 95% prediction interval"):
         check_figures("spiral_node", _fake_run(high + 0.01))
+
+
+def _readme_seconds(row: str) -> float | None:
+    """The time cell of a README recipe row, "~X s" or "~X min", in seconds; None for other wording."""
+    match = re.match(r"~([\d.]+) (s|min)\b", row.split("|")[3].strip())
+    if match is None:
+        return None
+    return float(match.group(1)) * (60.0 if match.group(2) == "min" else 1.0)
+
+
+def test_readme_times_are_the_measured_ones():
+    """README's time column quotes docs/recipe_times.json (`python -m benchmarks.recipe_times`: each recipe's
+    full fit, timed on an idle machine) within a factor of `TOLERANCE`."""
+    from benchmarks.recipe_times import TOLERANCE, recipes
+    from benchmarks.recipe_times import load as load_times
+
+    measured = load_times()
+    readme = (REPO / "README.md").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)\.yaml` \|.*$", readme, re.M)}
+    assert set(recipes()) <= set(rows) and set(recipes()) <= set(measured)
+    for name in recipes():
+        quoted, fit = _readme_seconds(rows[name]), measured[name]
+        assert fit["status"] == 0 and quoted is not None, (name, fit, rows[name])
+        assert 1 / TOLERANCE <= quoted / fit["seconds"] <= TOLERANCE, (
+            f"README says {rows[name].split('|')[3].strip()!r} for {name}; measured {fit['seconds']} s")
