@@ -194,6 +194,30 @@ def test_save_adds_a_group_atomically_with_provenance_and_never_overwrites(tmp_p
     np.testing.assert_allclose(plain["analysis"]["p"], [0.2, 0.4])
 
 
+def test_a_group_is_opened_once_and_handed_out_as_independent_copies(tmp_path):
+    """Repeated queries on one run reopen nothing, yet every `group()` is its own lazy Dataset: data one
+    copy loads is neither pinned in the run nor seen by another copy, changes to a copy stay in it, a
+    save refreshes the group, and a pickled run reopens its groups."""
+    import pickle
+
+    run = nde_lab.open_run(_complete(tmp_path))
+    first, second = run.group("trajectories"), run.group("trajectories")
+    assert first is not second and len(run._opened) == 1
+    first.load()
+    assert first["y"].variable._in_memory and not second["y"].variable._in_memory
+    first["z"] = first["y"] * 2
+    first.attrs["note"] = "mine"
+    third = run.group("trajectories")
+    assert "z" not in third and "note" not in third.attrs and not third["y"].variable._in_memory
+    xr.testing.assert_equal(third.load(), first.drop_vars("z"))
+    run.save("analysis", xr.Dataset({"p": ("level", [0.1, 0.2])}))
+    run.group("analysis")
+    run.save("analysis", xr.Dataset({"p": ("level", [0.3, 0.4])}), overwrite=True)
+    np.testing.assert_allclose(run.group("analysis")["p"], [0.3, 0.4])
+    clone = pickle.loads(pickle.dumps(run))
+    assert clone._opened == {} and float(clone.group("solver_stats")["nfe"]) == 123
+
+
 def test_groups_open_lazily_with_dask_in_stored_chunks(tmp_path):
     import dask.array
 

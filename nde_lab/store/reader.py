@@ -87,6 +87,11 @@ class StoredRun:
     def __init__(self, location: Location | os.PathLike | str, manifest: dict[str, Any] | None = None) -> None:
         self.location = locate(location)
         self.manifest = manifest if manifest is not None else read_manifest(self.location) or {}
+        # each group opened once (Zarr metadata, xarray's indexes: ~6 ms), handed out as shallow copies
+        self._opened: dict[tuple[str, str], xr.Dataset] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_opened": {}}  # opened groups hold Zarr stores: reopen after unpickling
 
     @property
     def path(self) -> Path | Location:
@@ -121,9 +126,19 @@ class StoredRun:
     def group(self, name: str, chunks: Any = None) -> xr.Dataset:
         """One group as a lazy Dataset (dask-backed with `chunks`, e.g. `{}` for the stored chunks or
         `{"sample": 100}`); a missing group raises KeyError listing the groups present. Reading a
-        damaged chunk, now or later, raises `RunDamagedError` naming the group and variable."""
+        damaged chunk, now or later, raises `RunDamagedError` naming the group and variable.
+
+        The group is opened once per `StoredRun` and each call returns a shallow copy: the copies share
+        no loaded data (xarray gives every copy its own cache), so nothing read stays pinned in the run
+        and a copy can be changed freely; repeated queries skip re-reading the metadata."""
         if name not in self.groups:
             raise KeyError(f"run has no group {name!r}; it has {sorted(self.groups)}.")
+        key = (name, repr(chunks))
+        if key not in self._opened:
+            self._opened[key] = self._open_group(name, chunks)
+        return self._opened[key].copy(deep=False)
+
+    def _open_group(self, name: str, chunks: Any) -> xr.Dataset:
         from nde_lab.store.checked import CheckedZarrStore
 
         with warnings.catch_warnings():
@@ -201,6 +216,7 @@ class StoredRun:
         self.manifest = save_group(self.location, name, dataset, attrs=attrs, overwrite=overwrite,
                                    provenance=provenance)
         self.__dict__.pop("tree", None)
+        self._opened = {key: ds for key, ds in self._opened.items() if key[0] != name}
         return self.group(name)
 
 
