@@ -40,14 +40,14 @@ def recipes() -> list[str]:
 def time_recipe(name: str, store: Path) -> dict:
     """Fit recipes/NAME.yaml once into `store`: {seconds, load, status} (status: the exit code)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    load = os.getloadavg()[0]
+    load_avg = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "nde_lab.cli", "fit", "--config", str(ROOT / "recipes" / f"{name}.yaml"),
                            "--store", str(store), "--quiet"], env=env, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         print(proc.stderr[-3000:], file=sys.stderr)
-    return {"seconds": round(seconds, 1), "load": round(load, 2), "status": proc.returncode}
+    return {"seconds": round(seconds, 1), "load": round(load_avg, 2), "status": proc.returncode}
 
 
 def load(path: Path = JSON_OUT) -> dict[str, dict]:
@@ -59,6 +59,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", default=None, help="recipes to time (default: all)")
     args = parser.parse_args()
+    unknown = sorted(set(args.only or []) - set(recipes()))
+    if unknown:
+        parser.error(f"--only {' '.join(unknown)}: no such recipe among {', '.join(recipes())}")
     times = load() if args.only and JSON_OUT.exists() else {}
     with tempfile.TemporaryDirectory(prefix="nde-lab-times-") as tmp:
         for name in args.only or recipes():

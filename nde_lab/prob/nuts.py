@@ -71,15 +71,11 @@ class FlatPotential:
     def finite_log_density(self, u: Tensor) -> Tensor | None:
         """log_density(u)[0] for one point u (1, P), or None where it is not finite: a parameter that
         overflows its support (exp(u) = inf) or a solve that fails (a far-out proposal)."""
-        if self.direct:  # one pass through the transforms serves both the check and the density
-            params, log_jac = self.unc.to_params(u)
-        else:
-            with torch.no_grad():
-                params, _ = self.unc.to_params(u.detach())
+        params, log_jac = self.unc.to_params(u)  # one pass serves the check and the direct density
         if not all(bool(torch.isfinite(v.detach()).all()) for v in params.values()):
             return None
         try:
-            lp = (self._summed(params, log_jac, 1) if self.direct else self.log_density(u))[0]
+            lp = (self._summed(params, log_jac, 1) if self.direct else self.unc.log_density(u))[0]
         except SolverError:
             return None
         return lp if bool(torch.isfinite(lp)) else None
@@ -126,7 +122,8 @@ class ChainSpec:
 
 
 def run_chain(spec: ChainSpec) -> dict[str, Any]:
-    """One NUTS chain; returns u draws (draws, P), stats records after warm-up, seconds, pid, n_evals."""
+    """One NUTS chain; returns u draws (draws, P), stats records after warm-up, seconds, started (Unix
+    time, s), pid, n_evals."""
     torch.set_num_threads(1)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(getattr(torch, spec.dtype))
@@ -138,12 +135,12 @@ def run_chain(spec: ChainSpec) -> dict[str, Any]:
                               max_tree_depth=spec.max_tree_depth, inverse_mass_matrix=inv_mass)
         mcmc = pyro.infer.MCMC(kernel, num_samples=spec.draws, warmup_steps=spec.warmup, disable_progbar=True,
                                initial_params={"u": torch.as_tensor(spec.u_init, dtype=torch.get_default_dtype())})
-        start = time.perf_counter()
+        started, start = time.time(), time.perf_counter()
         with pyro.validation_enabled(False):  # the data was validated by `bind`; per-step checks cost ~10%
             mcmc.run()
         seconds = time.perf_counter() - start
         return {"u": mcmc.get_samples()["u"].detach().double().numpy(), "records": kernel.records[spec.warmup:],
-                "seconds": seconds, "pid": os.getpid(), "n_evals": potential.n_evals, "step_size": float(kernel.step_size)}
+                "seconds": seconds, "started": started, "pid": os.getpid(), "n_evals": potential.n_evals, "step_size": float(kernel.step_size)}
     finally:
         torch.set_default_dtype(previous)
 
@@ -165,7 +162,7 @@ def run_nuts_parallel(program: ProbProgram, *, num_chains: int, warmup: int, dra
     chain starts at u_map + N(0, jitter^2 cov) and warm-up starts from cov as inverse mass matrix;
     without, every chain starts at the prior median with the identity (Pyro's default).
     Returns (NUTSResult with draws per parameter (chain, draw, ...) and stats (chain, draw)), and
-    run facts: per-chain seconds, pids, potential evaluations, final step sizes, workers.
+    run facts: per-chain seconds and start times (Unix s), pids, potential evaluations, final step sizes, workers.
     """
     unc = Unconstrained(program)
     if u_map is None:
@@ -198,7 +195,8 @@ def run_nuts_parallel(program: ProbProgram, *, num_chains: int, warmup: int, dra
              for i, (n, dt) in enumerate(zip(STAT_NAMES, _STAT_DTYPES, strict=True))}
     if any(len(r["records"]) != draws for r in results):
         raise NdeLabError("a NUTS chain returned fewer records than draws; this is a bug in nde_lab.prob.nuts.")
-    facts = {"chain_seconds": [round(r["seconds"], 2) for r in results], "chain_pids": [r["pid"] for r in results],
+    facts = {"chain_seconds": [round(r["seconds"], 2) for r in results], "chain_started": [r["started"] for r in results],
+             "chain_pids": [r["pid"] for r in results],
              "gradient_evaluations": [r["n_evals"] for r in results], "step_size": [r["step_size"] for r in results],
              "workers": workers}
     return NUTSResult(draws=out, stats=stats, seconds=seconds), facts

@@ -388,7 +388,7 @@ class NUTSTask(BayesTask):
     With chain_processes = 1, init = "prior" and full_mass = false the chains are Pyro NUTS on the
     program's model (`nde_lab.prob.inference.run_nuts`); otherwise NUTS runs on the flat unconstrained
     potential of `nde_lab.prob.nuts` (no Pyro trace per leapfrog step). The posterior attrs record
-    chain_seconds, chain_pids and gradient_evaluations per chain.
+    chain_seconds, chain_started (Unix time, s), chain_pids and gradient_evaluations per chain.
     """
 
     model_family = "bayes_nuts"
@@ -448,6 +448,7 @@ class NUTSTask(BayesTask):
         self._post_attrs.update(
             seconds=round(res.seconds, 2), chain_processes=int(facts["workers"]), init=self.init,
             full_mass=bool(self.full_mass), chain_seconds=" ".join(f"{s:g}" for s in facts["chain_seconds"]),
+            chain_started=" ".join(f"{t:.3f}" for t in facts["chain_started"]),
             chain_pids=" ".join(str(p) for p in facts["chain_pids"]),
             gradient_evaluations=" ".join(str(n) for n in facts["gradient_evaluations"]))
 
